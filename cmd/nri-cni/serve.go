@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/containerd/nri/pkg/stub"
+	"go.uber.org/zap"
+
+	"github.com/nri-cni/nri-cni/config"
+	"github.com/nri-cni/nri-cni/plugin"
+)
+
+// Reconnect backoff: the delay doubles from minBackoff up to maxBackoff and
+// returns to minBackoff once a connection has lasted stablePeriod.
+const (
+	minBackoff   = 500 * time.Millisecond
+	maxBackoff   = 30 * time.Second
+	stablePeriod = time.Minute
+)
+
+// serve connects the plugin to NRI and reconnects whenever the connection
+// closes, until ctx is cancelled. A pre-installed plugin cannot reconnect,
+// because its connection was handed over once, so it returns instead.
+func serve(ctx context.Context, cfg *config.Config, level zap.AtomicLevel, log *zap.Logger,
+	preinstalled bool) error {
+	p, err := plugin.New(plugin.Options{
+		Config:     cfg,
+		Logger:     log,
+		DeferSetup: preinstalled,
+		OnConfig:   func(c *config.Config) { _ = level.UnmarshalText([]byte(c.LogLevel)) },
+	})
+	if err != nil {
+		return err
+	}
+
+	opts := []stub.Option{stub.WithLogger(nriLogger{log.Named("nri").Sugar()})}
+	if !preinstalled {
+		opts = append(opts,
+			stub.WithPluginName(cfg.PluginName),
+			stub.WithPluginIdx(cfg.PluginIndex),
+			stub.WithSocketPath(cfg.NRISocket))
+	}
+	s, err := stub.New(p, opts...)
+	if err != nil {
+		return fmt.Errorf("failed to create NRI stub: %w", err)
+	}
+	p.SetRequestTimeout(s.RequestTimeout)
+	go p.Run(ctx)
+
+	backoff := minBackoff
+	for attempt := 1; ; attempt++ {
+		started := time.Now()
+		err := s.Run(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if preinstalled {
+			return fmt.Errorf("lost the connection that containerd passed to the pre-installed "+
+				"plugin, which containerd does not restart: %w", err)
+		}
+		if time.Since(started) >= stablePeriod {
+			backoff, attempt = minBackoff, 1
+		}
+		delay := jitter(backoff)
+		log.Warn("not connected to NRI; retrying", zap.String("socket", cfg.NRISocket),
+			zap.Int("attempt", attempt), zap.Duration("delay", delay), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// jitter spreads a delay over [d/2, d) so that plugins on many nodes do not
+// reconnect in step after a containerd upgrade.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2)
+}
+
+// ensurePath gives CNI plugins, which run iptables and nft, a PATH when the
+// plugin was started without one, as containerd starts pre-installed plugins.
+func ensurePath(log *zap.Logger) {
+	if os.Getenv("PATH") != "" {
+		return
+	}
+	const path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	_ = os.Setenv("PATH", path)
+	log.Info("PATH was empty; set it for CNI plugins", zap.String("path", path))
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/nri-cni/nri-cni/config"
+	"github.com/nri-cni/nri-cni/state"
+)
+
+func TestPrintStatusListsAttachments(t *testing.T) {
+	cfg := config.Default()
+	cfg.StateDir = t.TempDir()
+	store, err := state.NewDiskStore(cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = store.Save(&state.Sandbox{ID: "0123456789abcdef", Namespace: "default", Name: "web",
+		Attachments: []state.Attachment{{
+			Network: "data", IfName: "net1", Phase: state.PhaseAdded, Config: []byte(`{}`),
+			Result: []byte(`{"cniVersion":"1.0.0","ips":[{"address":"10.250.0.5/24"}]}`),
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := printStatus(&out, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"default/web", "0123456789abc", "data", "net1", "10.250.0.5/24", "added"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestAddressesOfResultWithoutIPs(t *testing.T) {
+	if got := addresses(nil); got != "-" {
+		t.Errorf("addresses(nil) = %q, want -", got)
+	}
+	if got := addresses([]byte(`{"ips":[]}`)); got != "-" {
+		t.Errorf("addresses(no ips) = %q, want -", got)
+	}
+}
+
+func TestJitterStaysInRange(t *testing.T) {
+	for range 1000 {
+		d := jitter(minBackoff)
+		if d < minBackoff/2 || d >= minBackoff {
+			t.Fatalf("jitter(%s) = %s, want within [%s, %s)", minBackoff, d, minBackoff/2, minBackoff)
+		}
+	}
+}
