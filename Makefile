@@ -88,7 +88,7 @@ images: deps ## Write the e2e pause and tools images to _output/images.
 	$(Q)$(GO) run ./e2e/cmd/mkimages -output $(OUTPUT)/images
 
 .PHONY: e2e
-e2e: build tools images ## Run the end-to-end tests against a private containerd (as root).
+e2e: build tools images image ## Run the end-to-end tests against a private containerd (as root).
 	$(Q)$(GO) test -count=1 -timeout 20m $(E2E_FLAGS) ./e2e/...
 
 .PHONY: demo

@@ -40,6 +40,8 @@ type Config struct {
 	// AttachMode is AttachSync or AttachAsync.
 	AttachMode string `json:"attachMode"`
 	LogLevel   string `json:"logLevel"`
+	// LogFile is a file the log is appended to instead of stderr.
+	LogFile string `json:"logFile,omitempty"`
 }
 
 // Attach modes.
@@ -154,13 +156,15 @@ func (c *Config) decodeKey(key string, raw json.RawMessage) error {
 		return decodeString(key, raw, &c.AttachMode)
 	case "logLevel":
 		return decodeString(key, raw, &c.LogLevel)
+	case "logFile":
+		return decodeString(key, raw, &c.LogFile)
 	}
 	return fmt.Errorf("unknown key %q: the keys are %s", key, strings.Join(knownKeys, ", "))
 }
 
 var knownKeys = []string{
 	"nriSocket", "pluginName", "pluginIndex", "cniConfDir", "cniBinDirs", "cniCacheDir",
-	"stateDir", "defaultNetworks", "interfacePrefix", "cniTimeout", "attachMode", "logLevel",
+	"stateDir", "defaultNetworks", "interfacePrefix", "cniTimeout", "attachMode", "logLevel", "logFile",
 }
 
 func decodeString(key string, raw json.RawMessage, dst *string) error {
@@ -274,6 +278,11 @@ func (c *Config) Validate() error {
 	if c.AttachMode != AttachSync && c.AttachMode != AttachAsync {
 		return fmt.Errorf("key %q: value %q is not one of %s, %s", "attachMode", c.AttachMode,
 			AttachSync, AttachAsync)
+	}
+	if c.LogFile != "" {
+		if err := checkAbsPath("logFile", c.LogFile); err != nil {
+			return err
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

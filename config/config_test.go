@@ -496,3 +496,10 @@ func TestParseAttachMode(t *testing.T) {
 		t.Errorf("error = %v, want one naming attachMode and later", err)
 	}
 }
+
+func TestParseLogFileMustBeAbsolute(t *testing.T) {
+	_, err := Parse([]byte("logFile: nri-cni.log\n"), "test")
+	if err == nil || !strings.Contains(err.Error(), `"logFile"`) {
+		t.Errorf("error = %v, want one naming logFile", err)
+	}
+}

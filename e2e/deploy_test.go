@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/pelletier/go-toml/v2"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -706,5 +707,283 @@ func TestDaemonSetPod(t *testing.T) {
 	}
 	if err := syscall.Kill(plugin.pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("nri-cni (PID %d) still runs after its container stopped", plugin.pid)
+	}
+}
+
+// Paths of the pre-installed layout that `make install` writes below PREFIX,
+// and the shipped files that it copies there.
+const (
+	installedPlugin  = "opt/nri/plugins/10-nri-cni"
+	installedConfig  = "etc/nri/conf.d/10-nri-cni.conf"
+	installedSnippet = "etc/containerd/conf.d/nri-cni.toml"
+	installedNetDir  = "etc/nri-cni/net.d"
+	shippedSnippet   = "deploy/containerd/nri-cni.toml"
+	shippedConfig    = "deploy/nri-cni.yaml"
+)
+
+// runMake runs a make target of the repository with PREFIX.
+func runMake(t *testing.T, root, target, prefix string) {
+	t.Helper()
+	cmd := exec.Command("make", target, "PREFIX="+prefix)
+	cmd.Dir = root
+	if output, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make %s PREFIX=%s failed: %v: %s", target, prefix, err, output)
+	}
+}
+
+// sameContent fails the test when two files differ.
+func sameContent(t *testing.T, got, want string) {
+	t.Helper()
+	gotData, err := os.ReadFile(got)
+	if err != nil {
+		t.Fatalf("make install wrote no %s: %v", got, err)
+	}
+	wantData, err := os.ReadFile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gotData, wantData) {
+		t.Errorf("make install wrote %s, which differs from %s", got, want)
+	}
+}
+
+// nriSettings are the NRI settings of a containerd config, in the keys the
+// snippet sets.
+type nriSettings struct {
+	Disable                   bool   `toml:"disable"`
+	SocketPath                string `toml:"socket_path"`
+	PluginPath                string `toml:"plugin_path"`
+	PluginConfigPath          string `toml:"plugin_config_path"`
+	PluginRegistrationTimeout string `toml:"plugin_registration_timeout"`
+	PluginRequestTimeout      string `toml:"plugin_request_timeout"`
+	DisableConnections        bool   `toml:"disable_connections"`
+}
+
+// readNRISettings decodes the NRI section of a containerd config.
+func readNRISettings(t *testing.T, source string, data []byte) nriSettings {
+	t.Helper()
+	var config struct {
+		Plugins struct {
+			NRI *nriSettings `toml:"io.containerd.nri.v1.nri"`
+		} `toml:"plugins"`
+	}
+	if err := toml.Unmarshal(data, &config); err != nil {
+		t.Fatalf("failed to decode %s: %v", source, err)
+	}
+	if config.Plugins.NRI == nil {
+		t.Fatalf("%s has no io.containerd.nri.v1.nri section", source)
+	}
+	return *config.Plugins.NRI
+}
+
+// pluginProcesses returns the PIDs of processes that run the executable at
+// path, also after the file was deleted.
+func pluginProcesses(t *testing.T, path string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, entry := range entries {
+		pid, err := strconv.Atoi(entry.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", entry.Name(), "exe"))
+		if err == nil && strings.TrimSuffix(exe, " (deleted)") == path {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitForPlugin waits until one process runs the executable at path and
+// returns its PID.
+func waitForPlugin(t *testing.T, path string, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := pluginProcesses(t, path)
+		if len(pids) == 1 {
+			return pids[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd runs %d processes of %s after %s, want 1", len(pids), path, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// processEnviron returns the environment a process was started with.
+func processEnviron(t *testing.T, pid int) []string {
+	t.Helper()
+	content, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(content), "\x00"), "\x00")
+}
+
+// TestPreinstalledPlugin installs nri-cni with `make install` and has
+// containerd start it from its plugin path with the installed config, as
+// the pre-installed mode runs on a node. A pod then gets net1, and stopping
+// it frees the lease. After `make uninstall` and a containerd restart no
+// nri-cni runs.
+func TestPreinstalledPlugin(t *testing.T) {
+	// Registered before the environment, so it runs after the environment's
+	// cleanup has stopped containerd: a plugin left by a failed test is
+	// killed by its PID.
+	var pluginFile string
+	t.Cleanup(func() {
+		if pluginFile == "" {
+			return
+		}
+		for _, pid := range pluginProcesses(t, pluginFile) {
+			t.Logf("killing nri-cni (PID %d) left after containerd stopped", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+
+	env := framework.New(t)
+	env.StopContainerd()
+
+	prefix := filepath.Join(env.Dir, "prefix")
+	runMake(t, env.Paths.Root, "install", prefix)
+	pluginFile = filepath.Join(prefix, installedPlugin)
+	sameContent(t, pluginFile, env.Paths.NRICNI)
+	sameContent(t, filepath.Join(prefix, installedConfig), filepath.Join(env.Paths.Root, shippedConfig))
+	sameContent(t, filepath.Join(prefix, installedSnippet), filepath.Join(env.Paths.Root, shippedSnippet))
+	if info, err := os.Stat(pluginFile); err != nil || info.Mode().Perm()&0o111 == 0 {
+		t.Fatalf("installed plugin %s is not executable: %v", pluginFile, err)
+	}
+	if info, err := os.Stat(filepath.Join(prefix, installedNetDir)); err != nil || !info.IsDir() {
+		t.Errorf("make install created no %s: %v", installedNetDir, err)
+	}
+
+	// The environment's containerd reads plugins and their configs from
+	// these folders, which become links to the installed folders.
+	for link, target := range map[string]string{
+		filepath.Join(env.Dir, "nri", "plugins"): filepath.Dir(pluginFile),
+		filepath.Join(env.Dir, "nri", "conf.d"):  filepath.Join(prefix, filepath.Dir(installedConfig)),
+	} {
+		if err := os.Remove(link); err != nil {
+			t.Fatalf("failed to replace %s with a link: %v", link, err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The environment writes its own containerd config, so the installed
+	// snippet is not imported as a file. Its settings, with the three paths
+	// redirected as above, must be exactly those that containerd runs with.
+	snippetData, err := os.ReadFile(filepath.Join(prefix, installedSnippet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readNRISettings(t, installedSnippet, snippetData)
+	want.SocketPath = env.NRISocket
+	want.PluginPath = filepath.Join(env.Dir, "nri", "plugins")
+	want.PluginConfigPath = filepath.Join(env.Dir, "nri", "conf.d")
+	dump, err := exec.Command(filepath.Join(env.Paths.ToolsBin, "containerd"),
+		"--config", filepath.Join(env.Dir, "containerd.toml"), "config", "dump").Output()
+	if err != nil {
+		t.Fatalf("containerd config dump failed: %v", err)
+	}
+	if got := readNRISettings(t, "containerd config dump", dump); got != want {
+		t.Fatalf("containerd runs with NRI settings %+v, want those of %s with redirected paths %+v",
+			got, shippedSnippet, want)
+	}
+
+	// An operator points the installed config at the node's folders; here
+	// those are the environment's.
+	configFile := filepath.Join(prefix, installedConfig)
+	configData, err := os.ReadFile(configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings map[string]any
+	if err := yaml.Unmarshal(configData, &settings); err != nil {
+		t.Fatal(err)
+	}
+	settings["cniConfDir"] = env.NetworkDir
+	settings["cniBinDirs"] = []string{env.Paths.CNIBin}
+	settings["cniCacheDir"] = env.CNICacheDir
+	settings["stateDir"] = env.StateDir
+	configData, err = yaml.Marshal(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configFile, configData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	network := framework.Network{Name: "data", Bridge: env.Bridge("data"), Subnet: env.Subnet(1)}
+	env.WriteNetwork(network)
+
+	env.StartContainerd()
+	resolvedPlugin, err := filepath.EvalSymlinks(pluginFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := waitForPlugin(t, resolvedPlugin, 10*time.Second)
+	environ := processEnviron(t, pid)
+	for _, variable := range []string{"NRI_PLUGIN_NAME=nri-cni", "NRI_PLUGIN_IDX=10", "NRI_PLUGIN_SOCKET=3"} {
+		if !slices.Contains(environ, variable) {
+			t.Errorf("nri-cni (PID %d) was started with environment %q, want %s from containerd",
+				pid, environ, variable)
+		}
+	}
+	// The install docs say that a pre-installed plugin's logs are lost.
+	if stderr, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/2", pid)); err != nil || stderr != os.DevNull {
+		t.Errorf("nri-cni's stderr is %q (%v), want %s as containerd v2.4 sets it", stderr, err, os.DevNull)
+	}
+	t.Logf("containerd started %s as PID %d", pluginFile, pid)
+
+	pod := env.MustRunPod(framework.PodConfig{
+		Annotations: map[string]string{config.NetworksAnnotation: network.Name},
+	})
+	member := env.MustRunContainer(pod, framework.ContainerConfig{Command: []string{"sleep", "3600"}})
+	address := interfaceAddress(t, env, member, "net1")
+	if !network.Subnet.Contains(address) {
+		t.Errorf("net1 has %s, want an address in %s", address, network.Subnet)
+	}
+	if got, err := env.Leases(network.Name); err != nil || len(got) != 1 || got[0] != address.String() {
+		t.Errorf("host-local leases = %v (%v), want [%s]", got, err, address)
+	}
+	if err := env.StopPod(pod.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := env.Leases(network.Name); err != nil || len(got) != 0 {
+		t.Errorf("leases %v (%v) remain after the pod stopped", got, err)
+	}
+	if err := env.RemovePod(pod.ID); err != nil {
+		t.Fatal(err)
+	}
+	if files, err := env.StateFiles(); err != nil || len(files) != 0 {
+		t.Errorf("state files %v (%v) remain after the pod was removed", files, err)
+	}
+
+	runMake(t, env.Paths.Root, "uninstall", prefix)
+	for _, file := range []string{installedPlugin, installedConfig, installedSnippet, installedNetDir} {
+		if _, err := os.Lstat(filepath.Join(prefix, file)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("make uninstall left %s (%v)", file, err)
+		}
+	}
+
+	// The plugin exits when its connection to containerd closes, and the
+	// restarted containerd finds no plugin to start.
+	env.StopContainerd()
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("nri-cni (PID %d) still runs 5s after containerd stopped", pid)
+	}
+	env.StartContainerd()
+	if pids := pluginProcesses(t, resolvedPlugin); len(pids) != 0 {
+		t.Errorf("containerd started nri-cni again after make uninstall: PIDs %v", pids)
 	}
 }

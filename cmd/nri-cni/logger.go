@@ -2,14 +2,67 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"sync"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// newLogger returns a JSON logger on stderr at the given level.
-func newLogger(level zap.AtomicLevel, name string) (*zap.Logger, error) {
+// logOutput is the destination of the log: stderr, or the file of the
+// logFile key. It can change at Configure, where a pre-installed plugin gets
+// its config, because containerd starts such plugins with stderr on
+// /dev/null.
+type logOutput struct {
+	mu   sync.Mutex
+	path string
+	file *os.File
+}
+
+func (o *logOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.file != nil {
+		return o.file.Write(p)
+	}
+	return os.Stderr.Write(p)
+}
+
+func (o *logOutput) Sync() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.file != nil {
+		return o.file.Sync()
+	}
+	return nil
+}
+
+// setFile sends the log to the file at path, appending, or to stderr when
+// path is empty.
+func (o *logOutput) setFile(path string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if path == o.path {
+		return nil
+	}
+	var file *os.File
+	if path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("failed to open log file: %w", err)
+		}
+		file = f
+	}
+	if o.file != nil {
+		_ = o.file.Close()
+	}
+	o.path, o.file = path, file
+	return nil
+}
+
+// newLogger returns a JSON logger at the given level that writes to out.
+func newLogger(level zap.AtomicLevel, name string, out *logOutput) (*zap.Logger, error) {
 	if err := level.UnmarshalText([]byte(name)); err != nil {
 		return nil, err
 	}
@@ -17,7 +70,7 @@ func newLogger(level zap.AtomicLevel, name string) (*zap.Logger, error) {
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	enc.TimeKey = "time"
 	enc.EncodeDuration = zapcore.StringDurationEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(os.Stderr), level)
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), out, level)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }
 

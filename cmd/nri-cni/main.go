@@ -62,7 +62,12 @@ func run() int {
 	}
 
 	level := zap.NewAtomicLevel()
-	log, err := newLogger(level, cfg.LogLevel)
+	out := &logOutput{}
+	if err := out.setFile(cfg.LogFile); err != nil {
+		fmt.Fprintf(os.Stderr, "nri-cni: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(level, cfg.LogLevel, out)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nri-cni: failed to create logger: %v\n", err)
 		return 2
@@ -81,7 +86,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	err = serve(ctx, cfg, level, log, preinstalled)
+	err = serve(ctx, cfg, logSettings{level: level, out: out}, log, preinstalled)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("nri-cni stopped", zap.Error(err))
 		return 1

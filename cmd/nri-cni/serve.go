@@ -25,13 +25,13 @@ const (
 // serve connects the plugin to NRI and reconnects whenever the connection
 // closes, until ctx is cancelled. A pre-installed plugin cannot reconnect,
 // because its connection was handed over once, so it returns instead.
-func serve(ctx context.Context, cfg *config.Config, level zap.AtomicLevel, log *zap.Logger,
+func serve(ctx context.Context, cfg *config.Config, logs logSettings, log *zap.Logger,
 	preinstalled bool) error {
 	p, err := plugin.New(plugin.Options{
 		Config:     cfg,
 		Logger:     log,
 		DeferSetup: preinstalled,
-		OnConfig:   func(c *config.Config) { _ = level.UnmarshalText([]byte(c.LogLevel)) },
+		OnConfig:   logs.apply(log),
 	})
 	if err != nil {
 		return err
@@ -74,6 +74,24 @@ func serve(ctx context.Context, cfg *config.Config, level zap.AtomicLevel, log *
 		case <-time.After(delay):
 		}
 		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// logSettings are the parts of the logger that a config applied at
+// Configure can change.
+type logSettings struct {
+	level zap.AtomicLevel
+	out   *logOutput
+}
+
+// apply returns the callback that sets the level and the file of the log.
+func (s logSettings) apply(log *zap.Logger) func(*config.Config) {
+	return func(c *config.Config) {
+		_ = s.level.UnmarshalText([]byte(c.LogLevel))
+		if err := s.out.setFile(c.LogFile); err != nil {
+			log.Error("failed to open log file; logging to stderr", zap.String("logFile", c.LogFile),
+				zap.Error(err))
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -51,5 +52,29 @@ func TestJitterStaysInRange(t *testing.T) {
 		if d < minBackoff/2 || d >= minBackoff {
 			t.Fatalf("jitter(%s) = %s, want within [%s, %s)", minBackoff, d, minBackoff/2, minBackoff)
 		}
+	}
+}
+
+func TestLogOutputSwitchesToFile(t *testing.T) {
+	path := t.TempDir() + "/nri-cni.log"
+	out := &logOutput{}
+	if err := out.setFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Write([]byte("line\n")); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != "line\n" {
+		t.Errorf("log file contains %q, want the written line", data)
+	}
+	if err := out.setFile(""); err != nil {
+		t.Fatal(err)
+	}
+	if out.file != nil {
+		t.Error("log file still open after switching to stderr")
 	}
 }
