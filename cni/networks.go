@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/utils"
 )
 
 // ConfExtensions are the file name endings read from the conf dir.
@@ -50,6 +51,10 @@ type Networks struct {
 	ordered []*Network
 	byName  map[string]*Network
 	invalid map[string]*FileError
+	// slots lists one entry per file that is not a duplicate of an earlier
+	// name, valid or not, in file name order: the positions that interface
+	// names count, so a broken file does not rename the interfaces after it.
+	slots []*Network
 	// Errors lists every file that was not loaded, in file name order.
 	Errors []*FileError
 }
@@ -93,11 +98,13 @@ func (n *Networks) add(path, name string, list *libcni.NetworkConfigList, err er
 			n.invalid[name] = fe
 		}
 		n.Errors = append(n.Errors, fe)
+		n.slots = append(n.slots, nil)
 		return
 	}
 	nw := &Network{Name: name, Path: path, List: list}
 	n.byName[name] = nw
 	n.ordered = append(n.ordered, nw)
+	n.slots = append(n.slots, nw)
 }
 
 // firstPath returns the file that defined a name first, valid or not.
@@ -134,6 +141,10 @@ func loadFile(path string) (string, *libcni.NetworkConfigList, error) {
 		return "", nil, fmt.Errorf("the config has no name")
 	}
 	name := *head.Name
+	if err := utils.ValidateNetworkName(name); err != nil {
+		return "", nil, fmt.Errorf("invalid network name %q: use letters, digits, '_', '.' and '-', "+
+			"starting with a letter or digit", name)
+	}
 
 	var list *libcni.NetworkConfigList
 	if head.Plugins != nil || strings.HasSuffix(path, ".conflist") {
@@ -182,13 +193,35 @@ func (n *Networks) Get(name string) (*Network, error) {
 	if known == "" {
 		known = "none"
 	}
-	return nil, fmt.Errorf("%w %q: no file in the conf dir defines it (known networks: %s)",
+	err := fmt.Errorf("%w %q: no file in the conf dir defines it (known networks: %s)",
 		ErrUnknownNetwork, name, known)
+	if len(n.Errors) > 0 {
+		paths := make([]string, len(n.Errors))
+		for i, fe := range n.Errors {
+			paths[i] = filepath.Base(fe.Path)
+		}
+		err = fmt.Errorf("%w; these files failed to load, see the log for why: %s", err,
+			strings.Join(paths, ", "))
+	}
+	return nil, err
 }
 
 // All returns the valid networks in file name order.
 func (n *Networks) All() []*Network {
 	return n.ordered
+}
+
+// Positions returns the valid networks with their position among the
+// network files, counted from 1. A file that failed to load keeps its
+// position, so the networks after it keep their interface names.
+func (n *Networks) Positions() map[*Network]int {
+	positions := make(map[*Network]int, len(n.ordered))
+	for i, nw := range n.slots {
+		if nw != nil {
+			positions[nw] = i + 1
+		}
+	}
+	return positions
 }
 
 // Names returns the names of the valid networks in file name order.

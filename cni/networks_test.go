@@ -603,3 +603,21 @@ func TestLoadNetworksErrorsInFileNameOrder(t *testing.T) {
 		t.Errorf("Errors are for %v, want %v", got, want)
 	}
 }
+
+func TestLoadNetworksRejectsInvalidName(t *testing.T) {
+	for _, name := range []string{"x,y", "p q", "-lead", "a/b"} {
+		t.Run(name, func(t *testing.T) {
+			confDir := t.TempDir()
+			writeFiles(t, confDir, map[string]string{
+				"10-bad.conf": `{"cniVersion":"1.0.0","name":"` + name + `","type":"fake-bridge"}`,
+			})
+			nets := loadNetworks(t, confDir, fakeBinDir(t, "fake-bridge"))
+			if len(nets.All()) != 0 {
+				t.Errorf("networks %v loaded, want none", nets.Names())
+			}
+			if len(nets.Errors) != 1 || !strings.Contains(nets.Errors[0].Error(), "invalid network name") {
+				t.Errorf("errors = %v, want one invalid network name", nets.Errors)
+			}
+		})
+	}
+}

@@ -100,7 +100,7 @@ func Parse(data []byte, source string) (*Config, error) {
 		return cfg, nil
 	}
 
-	jsonData, err := yaml.YAMLToJSON(data)
+	jsonData, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("invalid config %s: not valid YAML: %w", source, err)
 	}
@@ -110,6 +110,10 @@ func Parse(data []byte, source string) (*Config, error) {
 	}
 
 	for _, key := range sortedKeys(keys) {
+		if string(keys[key]) == "null" && key != "defaultNetworks" {
+			return nil, fmt.Errorf("invalid config %s: key %q has no value: give one, or remove "+
+				"the key to use the default", source, key)
+		}
 		if err := cfg.decodeKey(key, keys[key]); err != nil {
 			return nil, fmt.Errorf("invalid config %s: %w", source, err)
 		}
@@ -245,7 +249,7 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if filepath.Clean(c.CNIConfDir) == CRIConfDir {
+	if isCRIConfDir(c.CNIConfDir) {
 		return fmt.Errorf("key %q: value %q is containerd's own CNI conf dir, whose networks "+
 			"the CRI already attaches as eth0: use a folder of its own such as /etc/nri-cni/net.d",
 			"cniConfDir", c.CNIConfDir)
@@ -307,6 +311,20 @@ func (c *Config) validateDefaultNetworks() error {
 		return fmt.Errorf("key %q: %w", "defaultNetworks", err)
 	}
 	return nil
+}
+
+// isCRIConfDir reports whether dir is containerd's CNI conf dir, also
+// through a symbolic link.
+func isCRIConfDir(dir string) bool {
+	if filepath.Clean(dir) == CRIConfDir {
+		return true
+	}
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false
+	}
+	criResolved, err := filepath.EvalSymlinks(CRIConfDir)
+	return err == nil && resolved == criResolved
 }
 
 func checkAbsPath(key, value string) error {

@@ -503,3 +503,17 @@ func TestParseLogFileMustBeAbsolute(t *testing.T) {
 		t.Errorf("error = %v, want one naming logFile", err)
 	}
 }
+
+func TestParseRejectsKeyWithoutValue(t *testing.T) {
+	_, err := Parse([]byte("stateDir:\n"), "test")
+	if err == nil || !strings.Contains(err.Error(), `"stateDir" has no value`) {
+		t.Errorf("error = %v, want one saying stateDir has no value", err)
+	}
+}
+
+func TestParseRejectsDuplicateKey(t *testing.T) {
+	_, err := Parse([]byte("logLevel: info\nlogLevel: debug\n"), "test")
+	if err == nil || !strings.Contains(err.Error(), "logLevel") {
+		t.Errorf("error = %v, want one naming the duplicate key logLevel", err)
+	}
+}

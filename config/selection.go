@@ -78,8 +78,8 @@ func ValidateInterfaceName(name string) error {
 		return fmt.Errorf("interface name %q is longer than %d bytes", name, maxIfNameLen)
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/:") || strings.ContainsFunc(name, unicode.IsSpace):
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
+	case strings.ContainsAny(name, "/:@,") || strings.ContainsFunc(name, unicode.IsSpace):
+		return fmt.Errorf("interface name %q contains '/', ':', '@', ',' or white space", name)
 	case name == "eth0":
 		return fmt.Errorf("interface name %q belongs to containerd's own CNI setup: pick another", name)
 	case name == "lo":
@@ -101,13 +101,19 @@ func AssignInterfaces(selections []NetworkSelection, prefix string) ([]NetworkSe
 		}
 		networks[sel.Network] = true
 
-		if sel.IfName == "" {
+		automatic := sel.IfName == ""
+		if automatic {
 			sel.IfName = prefix + strconv.Itoa(i+1)
 		}
 		if err := ValidateInterfaceName(sel.IfName); err != nil {
 			return nil, fmt.Errorf("network %q: %w", sel.Network, err)
 		}
 		if other, taken := ifNames[sel.IfName]; taken {
+			if automatic {
+				return nil, fmt.Errorf("interface name %q of network %q, which is number %d in "+
+					"the list, is already given to network %q: name the interface with %s@ifname",
+					sel.IfName, sel.Network, i+1, other, sel.Network)
+			}
 			return nil, fmt.Errorf("interface name %q is used by networks %q and %q",
 				sel.IfName, other, sel.Network)
 		}

@@ -104,9 +104,14 @@ func (p *Plugin) prepareAttach(ctx context.Context, pod *api.PodSandbox, log *za
 	if err != nil {
 		return nil, podErrorf(pod, "failed to find network namespace: %w", err)
 	}
-	targets, err := selectNetworks(pod, cfg, p.networks.Load())
+	nets := p.networks.Load()
+	targets, sel, err := selectNetworks(pod, cfg, nets)
 	if err != nil {
 		return nil, podErrorf(pod, "failed to select networks: %w", err)
+	}
+	if sel.allFiles && len(nets.Errors) > 0 {
+		log.Warn("network files failed to load; the pod gets the other networks",
+			zap.Int("failedFiles", len(nets.Errors)), zap.String("confDir", cfg.CNIConfDir))
 	}
 	if len(targets) == 0 {
 		log.Debug("pod selects no network")
@@ -159,14 +164,19 @@ func (p *Plugin) runAttach(ctx context.Context, plan *attachPlan, log *zap.Logge
 func (p *Plugin) addOne(ctx context.Context, runner cni.Runner, cfg *config.Config,
 	list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error) {
 	timeout := time.Duration(cfg.CNITimeout)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	addCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	result, err := runner.Add(ctx, list, rt)
+	start := time.Now()
+	result, err := runner.Add(addCtx, list, rt)
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("timed out after %s (cniTimeout or the NRI request deadline): %w",
-				timeout, err)
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("cancelled after %s because the NRI request ended "+
+				"(raise plugin_request_timeout in containerd's NRI config): %w",
+				time.Since(start).Round(time.Millisecond), err)
+		case errors.Is(addCtx.Err(), context.DeadlineExceeded):
+			return nil, fmt.Errorf("timed out after cniTimeout %s: %w", timeout, err)
 		}
 		return nil, err
 	}

@@ -68,12 +68,11 @@ func (p *Plugin) collectGarbage(ctx context.Context) {
 func (p *Plugin) checkNetNS() {
 	for _, id := range p.sandboxes.ids() {
 		sb := p.sandboxes.get(id)
-		if sb == nil || p.netnsExists(sb.NetNS) {
+		if sb == nil || p.netnsExists(sb.NetNS) || !p.repairs.addGone(id) {
 			continue
 		}
 		p.log.Info("network namespace of recorded pod is gone; detaching",
 			zap.String("sandboxID", id), zap.String("pod", sb.Namespace+"/"+sb.Name),
 			zap.String("netns", sb.NetNS))
-		p.repairs.addGone(id)
 	}
 }

@@ -180,6 +180,10 @@ func (p *Plugin) ReloadNetworks() {
 			zap.String("network", fe.Network), zap.Error(fe.Err))
 	}
 	p.networks.Store(nets)
+	if len(nets.All()) == 0 {
+		p.log.Warn("no valid network in the conf dir; pods get no extra network",
+			zap.String("confDir", cfg.CNIConfDir))
+	}
 	p.log.Info("loaded networks", zap.String("confDir", cfg.CNIConfDir),
 		zap.Strings("networks", nets.Names()), zap.Int("invalid", len(nets.Errors)))
 }
@@ -220,7 +224,7 @@ func (p *Plugin) checkTimeouts(log *zap.Logger) {
 	limit := (*source)()
 	most := max(len(p.networks.Load().All()), len(cfg.DefaultNetworks), 1)
 	budget := time.Duration(cfg.CNITimeout) * time.Duration(most)
-	if budget >= limit {
+	if budget > limit {
 		log.Warn("CNI work of one pod may outlast the NRI request timeout: raise "+
 			"plugin_request_timeout in containerd's NRI config or lower cniTimeout",
 			zap.Duration("cniTimeout", time.Duration(cfg.CNITimeout)),

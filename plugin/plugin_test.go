@@ -418,3 +418,33 @@ func TestConfigureRejectsInvalidRuntimeConfig(t *testing.T) {
 		t.Fatalf("error = %v, want one naming cniTimeout", err)
 	}
 }
+
+func TestBrokenFileKeepsInterfaceNames(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha", "beta"}, func(c *config.Config) {
+		conf := `{"cniVersion":"1.0.0","name":"alpha","plugins":[{"type":"nosuchplugin"}]}`
+		if err := os.WriteFile(filepath.Join(c.CNIConfDir, "10-alpha.conflist"), []byte(conf), 0o644); err != nil {
+			panic(err)
+		}
+	})
+	if err := env.plugin.RunPodSandbox(context.Background(), env.pod("sb1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ADD beta net2"}
+	if got := env.runner.ops(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+}
+
+func TestAnnotationErrorNamesAnnotation(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha", "beta"}, nil)
+	pod := env.pod("sb1", map[string]string{config.NetworksAnnotation: "alpha@net2,beta"})
+	err := env.plugin.RunPodSandbox(context.Background(), pod)
+	if err == nil {
+		t.Fatal("RunPodSandbox succeeded, want an interface name clash")
+	}
+	for _, want := range []string{config.NetworksAnnotation, `"net2"`, "beta@ifname"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}

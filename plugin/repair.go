@@ -52,14 +52,17 @@ func (q *repairQueue) kick() {
 	}
 }
 
-// addGone queues the teardown of a sandbox whose pod no longer exists.
-func (q *repairQueue) addGone(id string) {
+// addGone queues the teardown of a sandbox whose pod no longer exists and
+// reports whether it was not queued before.
+func (q *repairQueue) addGone(id string) bool {
 	q.mu.Lock()
-	if _, ok := q.gone[id]; !ok {
+	_, queued := q.gone[id]
+	if !queued {
 		q.gone[id] = &retry{delay: retryMin}
 	}
 	q.mu.Unlock()
 	q.kick()
+	return !queued
 }
 
 func (q *repairQueue) addMissing(pod *api.PodSandbox) {

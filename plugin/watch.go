@@ -14,6 +14,33 @@ import (
 // so that an editor's write-and-rename or a copied folder is read once.
 const reloadDebounce = 250 * time.Millisecond
 
+// folderPollInterval is how often a missing parent of the conf dir is
+// looked for, since fsnotify cannot watch a folder that does not exist.
+const folderPollInterval = 5 * time.Second
+
+// waitForFolder returns once dir exists, or ctx's error when ctx ends first.
+func (p *Plugin) waitForFolder(ctx context.Context, dir string) error {
+	logged := false
+	for {
+		if info, err := os.Stat(dir); err == nil && info.IsDir() {
+			if logged {
+				p.ReloadNetworks()
+			}
+			return nil
+		}
+		if !logged {
+			p.log.Warn("parent folder of the conf dir is missing; checking for it periodically",
+				zap.String("folder", dir), zap.Duration("interval", folderPollInterval))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(folderPollInterval):
+		}
+	}
+}
+
 // WatchNetworks reloads the networks whenever a file in the conf dir is
 // created, written, renamed or removed, and when the conf dir itself is
 // removed or created again. It watches the parent folder to see the latter.
@@ -27,8 +54,8 @@ func (p *Plugin) WatchNetworks(ctx context.Context) error {
 
 	dir := filepath.Clean(p.Config().CNIConfDir)
 	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
+	if err := p.waitForFolder(ctx, parent); err != nil {
+		return nil
 	}
 	if err := watcher.Add(parent); err != nil {
 		return err

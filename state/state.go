@@ -201,6 +201,35 @@ func (s *DiskStore) List() ([]*Sandbox, error) {
 	return sandboxes, errors.Join(errs...)
 }
 
+// ReadRecords reads the records below stateDir without changing anything:
+// records that fail to decode are reported, not moved aside. A missing
+// folder holds no records.
+func ReadRecords(stateDir string) ([]*Sandbox, error) {
+	dir := filepath.Join(stateDir, "sandboxes")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to list state folder: %w", err)
+	}
+	var sandboxes []*Sandbox
+	var errs []error
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		sb, err := readRecord(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w %s: %v", ErrCorrupt, path, err))
+			continue
+		}
+		sandboxes = append(sandboxes, sb)
+	}
+	return sandboxes, errors.Join(errs...)
+}
+
 func readRecord(path string) (*Sandbox, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -25,42 +25,70 @@ func main() {
 }
 
 func run() int {
-	configPath := flag.String("config", config.DefaultPath,
+	flags := flag.NewFlagSet("nri-cni", flag.ContinueOnError)
+	configPath := flags.String("config", config.DefaultPath,
 		"path of the YAML config file; a missing default file means the defaults")
-	showVersion := flag.Bool("version", false, "print the version and exit")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: nri-cni [flags] [status]\n\n"+
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	flags.Usage = func() {
+		fmt.Fprintf(flags.Output(), "Usage: nri-cni [--config FILE] [status [--config FILE]]\n\n"+
 			"Without a command, nri-cni runs as an NRI plugin in the foreground.\n"+
-			"status prints the recorded attachments of the state dir.\n\nFlags:\n")
-		flag.PrintDefaults()
+			"status prints the attachments recorded in the state dir of the config.\n\nFlags:\n")
+		flags.PrintDefaults()
 	}
-	flag.Parse()
+	command, err := parseArgs(flags, os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "nri-cni: %v\n", err)
+		return 2
+	}
 	if *showVersion {
 		fmt.Println("nri-cni", version)
 		return 0
 	}
 
 	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	flags.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
 	cfg, err := config.Load(*configPath, !explicit)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nri-cni: %v\n", err)
 		return 2
 	}
-
-	switch flag.Arg(0) {
-	case "":
-	case "status":
+	if command == "status" {
 		if err := printStatus(os.Stdout, cfg); err != nil {
 			fmt.Fprintf(os.Stderr, "nri-cni: %v\n", err)
 			return 1
 		}
 		return 0
-	default:
-		fmt.Fprintf(os.Stderr, "nri-cni: unknown command %q: the only command is status\n", flag.Arg(0))
-		return 2
 	}
+	return runPlugin(cfg, *configPath)
+}
 
+// parseArgs parses the flags before and after the only command, status, so
+// that `nri-cni status --config FILE` works as well as the other order, and
+// returns the command, or "" to run the plugin.
+func parseArgs(flags *flag.FlagSet, args []string) (string, error) {
+	if err := flags.Parse(args); err != nil {
+		return "", err
+	}
+	rest := flags.Args()
+	if len(rest) == 0 {
+		return "", nil
+	}
+	if rest[0] != "status" {
+		return "", fmt.Errorf("unknown command %q: the only command is status", rest[0])
+	}
+	if err := flags.Parse(rest[1:]); err != nil {
+		return "", err
+	}
+	if flags.NArg() > 0 {
+		return "", fmt.Errorf("unexpected argument %q after status", flags.Arg(0))
+	}
+	return "status", nil
+}
+
+func runPlugin(cfg *config.Config, configPath string) int {
 	level := zap.NewAtomicLevel()
 	out := &logOutput{}
 	if err := out.setFile(cfg.LogFile); err != nil {
@@ -81,7 +109,7 @@ func run() int {
 	// its config at Configure and must not set a name or index of its own.
 	preinstalled := os.Getenv(api.PluginSocketEnvVar) != ""
 	log.Info("starting nri-cni", zap.String("version", version), zap.Bool("preinstalled", preinstalled),
-		zap.String("configFile", *configPath), zap.Any("config", cfg))
+		zap.String("configFile", configPath), zap.Any("config", cfg))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -16,11 +16,17 @@ import (
 
 // Reconnect backoff: the delay doubles from minBackoff up to maxBackoff and
 // returns to minBackoff once a connection has lasted stablePeriod.
+// The short maximum keeps the gap after a containerd restart small: pods
+// started in the gap are attached late, at their first container.
 const (
 	minBackoff   = 500 * time.Millisecond
-	maxBackoff   = 30 * time.Second
-	stablePeriod = time.Minute
+	maxBackoff   = 5 * time.Second
+	stablePeriod = 30 * time.Second
 )
+
+// exitGrace is how long a pre-installed plugin waits before it exits after
+// its connection ended.
+const exitGrace = time.Second
 
 // serve connects the plugin to NRI and reconnects whenever the connection
 // closes, until ctx is cancelled. A pre-installed plugin cannot reconnect,
@@ -59,6 +65,10 @@ func serve(ctx context.Context, cfg *config.Config, logs logSettings, log *zap.L
 			return ctx.Err()
 		}
 		if preinstalled {
+			// The reply to a failed Configure, which names the invalid key,
+			// is sent while Run returns: give it time to reach containerd,
+			// which logs it, before the process exits.
+			time.Sleep(exitGrace)
 			return fmt.Errorf("lost the connection that containerd passed to the pre-installed "+
 				"plugin, which containerd does not restart: %w", err)
 		}

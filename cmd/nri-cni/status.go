@@ -15,11 +15,7 @@ import (
 // the network, the interface, its addresses and the ADD phase. containerd
 // reports only eth0 to the kubelet, so this is where nri-cni's addresses show.
 func printStatus(w io.Writer, cfg *config.Config) error {
-	store, err := state.NewDiskStore(cfg.StateDir)
-	if err != nil {
-		return err
-	}
-	records, listErr := store.List()
+	records, listErr := state.ReadRecords(cfg.StateDir)
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD\tSANDBOX\tNETWORK\tINTERFACE\tADDRESSES\tPHASE")

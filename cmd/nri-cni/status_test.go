@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -76,5 +77,43 @@ func TestLogOutputSwitchesToFile(t *testing.T) {
 	}
 	if out.file != nil {
 		t.Error("log file still open after switching to stderr")
+	}
+}
+
+func TestParseArgsAcceptsFlagsAfterStatus(t *testing.T) {
+	tests := []struct {
+		name        string
+		args        []string
+		wantCommand string
+		wantConfig  string
+		wantErr     string
+	}{
+		{"no-command", []string{"--config", "/a.yaml"}, "", "/a.yaml", ""},
+		{"flag-before-status", []string{"--config", "/a.yaml", "status"}, "status", "/a.yaml", ""},
+		{"flag-after-status", []string{"status", "--config", "/b.yaml"}, "status", "/b.yaml", ""},
+		{"unknown-command", []string{"start"}, "", "", `unknown command "start"`},
+		{"extra-argument", []string{"status", "extra"}, "", "", `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			flags := flag.NewFlagSet("test", flag.ContinueOnError)
+			configPath := flags.String("config", "", "")
+			command, err := parseArgs(flags, tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if command != tt.wantCommand {
+				t.Errorf("command = %q, want %q", command, tt.wantCommand)
+			}
+			if *configPath != tt.wantConfig {
+				t.Errorf("config = %q, want %q", *configPath, tt.wantConfig)
+			}
+		})
 	}
 }
