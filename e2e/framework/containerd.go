@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -90,7 +91,7 @@ disabled_plugins = [
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["{{.CNIBin}}"]
     conf_dir = "{{.CRIConfDir}}"
-    max_conf_num = 1
+    max_conf_num = {{.MaxConfNum}}
 `))
 
 // criNetwork is the CRI's own network for eth0. It has no routes, so pods
@@ -146,6 +147,11 @@ func (env *Env) writeContainerdConfig() (string, error) {
 	if err := os.WriteFile(filepath.Join(env.Dir, "cri-net.d", "10-"+CRINetworkName+".conflist"), []byte(network.String()), 0o644); err != nil {
 		return "", fmt.Errorf("failed to write CRI network: %w", err)
 	}
+	maxConfNum, err := env.writeCRINetworks(values["CRIConfDir"])
+	if err != nil {
+		return "", err
+	}
+	values["MaxConfNum"] = strconv.Itoa(maxConfNum)
 
 	var config strings.Builder
 	if err := containerdConfig.Execute(&config, values); err != nil {

@@ -57,6 +57,9 @@ type Env struct {
 	// CRIBridge and CRISubnet are the bridge and subnet of the CRI's eth0.
 	CRIBridge string
 	CRISubnet netip.Prefix
+	// CRINetworks are the CRI's networks after eth0, which WithCRINetwork
+	// adds: the CRI attaches them as eth1, eth2 and so on.
+	CRINetworks []Network
 	// ContainerdStartTime is how long containerd took from exec until its
 	// CRI reported ready.
 	ContainerdStartTime time.Duration
@@ -72,6 +75,8 @@ type sharedState struct {
 	sync.Mutex
 	processes []*Process
 	sequence  int
+	// root is the Env that New returned, whose containerd cleanup stops.
+	root *Env
 }
 
 // For returns a view of env that reports failures to t, for use in subtests.
@@ -100,8 +105,8 @@ func (env *Env) addProcess(process *Process) {
 
 // New starts an environment and registers its cleanup with t. It skips the
 // test when not run as root or when `make tools` or `make images` has not
-// run, and fails it when any step fails.
-func New(t T) *Env {
+// run, and fails it when any step fails. Options change the environment.
+func New(t T, options ...Option) *Env {
 	t.Helper()
 	paths, err := FindPaths()
 	if err != nil {
@@ -115,6 +120,7 @@ func New(t T) *Env {
 	}
 
 	env := &Env{t: t, Paths: paths, shared: &sharedState{}}
+	env.shared.root = env
 	t.Cleanup(env.cleanup)
 
 	env.block, err = claimBlock()
@@ -134,6 +140,7 @@ func New(t T) *Env {
 	env.CgroupParent = "/" + filepath.Base(env.Dir)
 	env.CRIBridge = env.Bridge("cri")
 	env.CRISubnet = env.Subnet(0)
+	env.applyOptions(collectOptions(options))
 	if err := os.MkdirAll(env.NetworkDir, 0o755); err != nil {
 		t.Fatalf("failed to create nri-cni conf dir: %v", err)
 	}

@@ -29,6 +29,7 @@ type NRICNIConfig struct {
 	DefaultNetworks []string `json:"defaultNetworks,omitempty"`
 	InterfacePrefix string   `json:"interfacePrefix,omitempty"`
 	CNITimeout      string   `json:"cniTimeout,omitempty"`
+	AttachMode      string   `json:"attachMode,omitempty"`
 	LogLevel        string   `json:"logLevel,omitempty"`
 }
 
@@ -183,6 +184,9 @@ type Network struct {
 	RangeEnd   netip.Addr
 	// Record adds the record test plugin after the bridge in the chain.
 	Record *RecordPlugin
+	// CNIVersion is the list's cniVersion. Empty means 1.0.0. With 1.1.0 or
+	// newer, libcni also sends GC to the plugins of the list.
+	CNIVersion string
 }
 
 // RecordPlugin configures the record test plugin in a chain.
@@ -231,8 +235,12 @@ func (n Network) Conflist(ipamDir string) ([]byte, error) {
 		}
 		plugins = append(plugins, record)
 	}
+	cniVersion := n.CNIVersion
+	if cniVersion == "" {
+		cniVersion = "1.0.0"
+	}
 	return json.MarshalIndent(map[string]any{
-		"cniVersion": "1.0.0",
+		"cniVersion": cniVersion,
 		"name":       n.Name,
 		"plugins":    plugins,
 	}, "", "  ")
