@@ -94,3 +94,17 @@ e2e: build tools images image ## Run the end-to-end tests against a private cont
 .PHONY: demo
 demo: build tools images ## Run a pod with eth0 from containerd and net1 from nri-cni, then tear it down (as root).
 	$(Q)$(GO) run ./e2e/cmd/demo
+
+# COUNT is the number of pods that `make soak` creates and removes.
+COUNT ?= 500
+
+.PHONY: soak
+soak: build tools images ## Create and remove COUNT pods (500) with random nri-cni kills and a containerd restart; print leaks (as root).
+	$(Q)$(GO) run ./e2e/cmd/soak -count $(COUNT)
+
+# BENCH_FLAGS are passed to bench/cmd/bench, such as -rounds 3 or -pods 20.
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: build tools images ## Benchmark pod start and teardown against containerd's built-in CNI (as root, about 10 minutes); writes results/ and docs/benchmarks.md.
+	$(Q)$(GO) run ./bench/cmd/bench -command "make bench$(if $(strip $(BENCH_FLAGS)), BENCH_FLAGS='$(BENCH_FLAGS)')" $(BENCH_FLAGS)
