@@ -203,12 +203,13 @@ func (s *DiskStore) List() ([]*Sandbox, error) {
 
 // ReadRecords reads the records below stateDir without changing anything:
 // records that fail to decode are reported, not moved aside. A missing
-// folder holds no records.
+// folder is an error, since nri-cni creates it when it starts.
 func ReadRecords(stateDir string) ([]*Sandbox, error) {
 	dir := filepath.Join(stateDir, "sandboxes")
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, fmt.Errorf("state folder %s does not exist: nri-cni has not run with stateDir "+
+			"%s; pass the plugin's config with --config", dir, stateDir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to list state folder: %w", err)

@@ -30,7 +30,7 @@ func run() int {
 		"path of the YAML config file; a missing default file means the defaults")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), "Usage: nri-cni [--config FILE] [status [--config FILE]]\n\n"+
+		fmt.Fprintf(flags.Output(), "Usage: nri-cni [--config FILE] [--version] [status [--config FILE]]\n\n"+
 			"Without a command, nri-cni runs as an NRI plugin in the foreground.\n"+
 			"status prints the attachments recorded in the state dir of the config.\n\nFlags:\n")
 		flags.PrintDefaults()
@@ -40,7 +40,11 @@ func run() int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "nri-cni: %v\n", err)
+		var flagErr flagError
+		if !errors.As(err, &flagErr) {
+			// The flag package has printed its own errors with the usage.
+			fmt.Fprintf(os.Stderr, "nri-cni: %v\n", err)
+		}
 		return 2
 	}
 	if *showVersion {
@@ -70,7 +74,7 @@ func run() int {
 // returns the command, or "" to run the plugin.
 func parseArgs(flags *flag.FlagSet, args []string) (string, error) {
 	if err := flags.Parse(args); err != nil {
-		return "", err
+		return "", flagError{err}
 	}
 	rest := flags.Args()
 	if len(rest) == 0 {
@@ -80,13 +84,18 @@ func parseArgs(flags *flag.FlagSet, args []string) (string, error) {
 		return "", fmt.Errorf("unknown command %q: the only command is status", rest[0])
 	}
 	if err := flags.Parse(rest[1:]); err != nil {
-		return "", err
+		return "", flagError{err}
 	}
 	if flags.NArg() > 0 {
 		return "", fmt.Errorf("unexpected argument %q after status", flags.Arg(0))
 	}
 	return "status", nil
 }
+
+// flagError is an error that the flag package has already printed.
+type flagError struct{ error }
+
+func (e flagError) Unwrap() error { return e.error }
 
 func runPlugin(cfg *config.Config, configPath string) int {
 	level := zap.NewAtomicLevel()

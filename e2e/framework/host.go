@@ -203,7 +203,9 @@ func deleteLinksWithPrefix(prefix string) error {
 			errs = append(errs, err)
 		}
 		for _, port := range ports {
-			if err := runIP("link", "del", port); err != nil {
+			// The kernel deletes a veth by itself when the netns of its peer
+			// goes away, which may happen between the listing and here.
+			if err := runIP("link", "del", port); err != nil && linkExists(port) {
 				errs = append(errs, err)
 			}
 		}
@@ -212,6 +214,11 @@ func deleteLinksWithPrefix(prefix string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// linkExists reports whether the host has a link of that name.
+func linkExists(name string) bool {
+	return exec.Command("ip", "link", "show", "dev", name).Run() == nil
 }
 
 func runIP(args ...string) error {
