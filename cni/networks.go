@@ -150,6 +150,8 @@ func loadFile(path string) (string, *libcni.NetworkConfigList, error) {
 	if head.Plugins != nil || strings.HasSuffix(path, ".conflist") {
 		list, err = libcni.ConfListFromBytes(data)
 	} else {
+		// libcni marks the single-plugin format deprecated, but CNI plugins
+		// and users still ship .conf files, so nri-cni keeps reading them.
 		var conf *libcni.PluginConfig
 		conf, err = libcni.ConfFromBytes(data)
 		if err == nil {

@@ -236,6 +236,52 @@ func decodeNetworks(raw json.RawMessage, dst *[]NetworkSelection) error {
 
 // Validate checks every value and returns an error naming the first invalid key.
 func (c *Config) Validate() error {
+	if err := c.validatePaths(); err != nil {
+		return err
+	}
+
+	if c.PluginName == "" || strings.ContainsAny(c.PluginName, "/ \t\n") {
+		return fmt.Errorf("key %q: value %q is not a valid plugin name: use letters, digits and dashes",
+			"pluginName", c.PluginName)
+	}
+
+	if !isTwoDigits(c.PluginIndex) {
+		return fmt.Errorf("key %q: value %q is not a two-digit index from 00 to 99 "+
+			"(quote an index with a leading zero, as in \"05\", so YAML keeps the zero)",
+			"pluginIndex", c.PluginIndex)
+	}
+
+	if err := c.validatePrefix(); err != nil {
+		return err
+	}
+
+	if c.CNITimeout <= 0 {
+		return fmt.Errorf("key %q: value %q must be greater than zero", "cniTimeout",
+			time.Duration(c.CNITimeout))
+	}
+
+	if c.AttachMode != AttachSync && c.AttachMode != AttachAsync {
+		return fmt.Errorf("key %q: value %q is not one of %s, %s", "attachMode", c.AttachMode,
+			AttachSync, AttachAsync)
+	}
+
+	if c.LogFile != "" {
+		if err := checkAbsPath("logFile", c.LogFile); err != nil {
+			return err
+		}
+	}
+
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("key %q: value %q is not one of debug, info, warn, error",
+			"logLevel", c.LogLevel)
+	}
+	return c.validateDefaultNetworks()
+}
+
+// validatePaths checks the keys that name files and folders.
+func (c *Config) validatePaths() error {
 	paths := []struct {
 		key, value string
 	}{
@@ -263,38 +309,7 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if c.PluginName == "" || strings.ContainsAny(c.PluginName, "/ \t\n") {
-		return fmt.Errorf("key %q: value %q is not a valid plugin name: use letters, digits and dashes",
-			"pluginName", c.PluginName)
-	}
-	if !isTwoDigits(c.PluginIndex) {
-		return fmt.Errorf("key %q: value %q is not a two-digit index from 00 to 99 "+
-			"(quote an index with a leading zero, as in \"05\", so YAML keeps the zero)",
-			"pluginIndex", c.PluginIndex)
-	}
-	if err := c.validatePrefix(); err != nil {
-		return err
-	}
-	if c.CNITimeout <= 0 {
-		return fmt.Errorf("key %q: value %q must be greater than zero", "cniTimeout",
-			time.Duration(c.CNITimeout))
-	}
-	if c.AttachMode != AttachSync && c.AttachMode != AttachAsync {
-		return fmt.Errorf("key %q: value %q is not one of %s, %s", "attachMode", c.AttachMode,
-			AttachSync, AttachAsync)
-	}
-	if c.LogFile != "" {
-		if err := checkAbsPath("logFile", c.LogFile); err != nil {
-			return err
-		}
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("key %q: value %q is not one of debug, info, warn, error",
-			"logLevel", c.LogLevel)
-	}
-	return c.validateDefaultNetworks()
+	return nil
 }
 
 func (c *Config) validatePrefix() error {

@@ -188,7 +188,7 @@ func (p *Plugin) addOne(ctx context.Context, runner cni.Runner, cfg *config.Conf
 // fails stays recorded, so that teardown and repair try it again.
 func (p *Plugin) rollback(sb *state.Sandbox, n int, runner cni.Runner,
 	store state.Store, log *zap.Logger) {
-	var kept []state.Attachment
+	var remaining []state.Attachment
 	for i := n - 1; i >= 0; i-- {
 		att := sb.Attachments[i]
 		ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
@@ -197,15 +197,15 @@ func (p *Plugin) rollback(sb *state.Sandbox, n int, runner cni.Runner,
 		if err != nil {
 			log.Warn("failed to roll back network", zap.String("network", att.Network),
 				zap.String("ifName", att.IfName), zap.Error(err))
-			kept = append(kept, att)
+			remaining = append(remaining, att)
 			continue
 		}
 		log.Info("rolled back network", zap.String("network", att.Network),
 			zap.String("ifName", att.IfName))
 	}
 
-	if len(kept) > 0 {
-		sb.Attachments = kept
+	if len(remaining) > 0 {
+		sb.Attachments = remaining
 		if err := store.Save(sb); err != nil {
 			log.Error("failed to record attachments left by rollback", zap.Error(err))
 		}

@@ -32,7 +32,7 @@ func (p *Plugin) detachLocked(ctx context.Context, id string, removed bool, log 
 	}
 	cfg, runner, store := p.deps()
 
-	var kept []state.Attachment
+	var remaining []state.Attachment
 	var errs []error
 	for i := len(sb.Attachments) - 1; i >= 0; i-- {
 		att := sb.Attachments[i]
@@ -41,7 +41,7 @@ func (p *Plugin) detachLocked(ctx context.Context, id string, removed bool, log 
 		err := deleteAttachment(dctx, runner, sb.ID, &att)
 		cancel()
 		if err != nil {
-			kept = append([]state.Attachment{att}, kept...)
+			remaining = append([]state.Attachment{att}, remaining...)
 			errs = append(errs, fmt.Errorf("failed to detach network %q (%s) from sandbox %s: %w",
 				att.Network, att.IfName, shortID(id), err))
 			continue
@@ -51,7 +51,7 @@ func (p *Plugin) detachLocked(ctx context.Context, id string, removed bool, log 
 			zap.Bool("removed", removed), took(start))
 	}
 
-	if len(kept) == 0 {
+	if len(remaining) == 0 {
 		p.sandboxes.remove(id)
 		if err := store.Delete(id); err != nil {
 			errs = append(errs, err)
@@ -60,7 +60,7 @@ func (p *Plugin) detachLocked(ctx context.Context, id string, removed bool, log 
 	}
 
 	next := *sb
-	next.Attachments = kept
+	next.Attachments = remaining
 	if err := store.Save(&next); err != nil {
 		errs = append(errs, err)
 	}

@@ -3,9 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
-	"syscall"
 
 	"github.com/containerd/nri/pkg/api"
 	"golang.org/x/sys/unix"
@@ -121,8 +119,4 @@ func existingNetNS(path string) string {
 		return path
 	}
 	return ""
-}
-
-func isNotExist(err error) bool {
-	return errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT)
 }

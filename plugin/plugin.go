@@ -222,13 +222,13 @@ func (p *Plugin) checkTimeouts(log *zap.Logger) {
 	}
 	cfg := p.Config()
 	limit := (*source)()
-	most := max(len(p.networks.Load().All()), len(cfg.DefaultNetworks), 1)
-	budget := time.Duration(cfg.CNITimeout) * time.Duration(most)
+	maxNetworks := max(len(p.networks.Load().All()), len(cfg.DefaultNetworks), 1)
+	budget := time.Duration(cfg.CNITimeout) * time.Duration(maxNetworks)
 	if budget > limit {
 		log.Warn("CNI work of one pod may outlast the NRI request timeout: raise "+
 			"plugin_request_timeout in containerd's NRI config or lower cniTimeout",
 			zap.Duration("cniTimeout", time.Duration(cfg.CNITimeout)),
-			zap.Int("maxNetworksPerPod", most),
+			zap.Int("maxNetworksPerPod", maxNetworks),
 			zap.Duration("cniBudget", budget),
 			zap.Duration("requestTimeout", limit))
 	}

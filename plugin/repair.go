@@ -173,10 +173,10 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, _ []*a
 	return nil, nil
 }
 
-// Run does the background work until ctx is cancelled: it reloads the
-// networks when their files change, tears down sandboxes whose pod or netns
-// is gone (retried with backoff), attaches running pods that missed their
-// attach, and collects garbage after each Synchronize.
+// Run does the background work until ctx is cancelled. It reloads the
+// networks when their files change and tears down sandboxes whose pod or
+// netns is gone, retried with backoff. It also attaches running pods that
+// missed their attach and collects garbage after each Synchronize.
 func (p *Plugin) Run(ctx context.Context) {
 	select {
 	case <-ctx.Done():

@@ -48,7 +48,7 @@ func runBursts(r *runner, setups []*setup, pods, rounds int) map[string]report.B
 		for _, withContainer := range []bool{false, true} {
 			for _, s := range rotate(setups, round) {
 				runBurst(r, s, samples[s.key], pods, withContainer)
-				r.checkInterrupt()
+				r.CheckInterrupt()
 			}
 		}
 	}

@@ -16,10 +16,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nri-cni/nri-cni/bench/chart"
@@ -71,33 +69,14 @@ func main() {
 	flag.StringVar(&opts.from, "from", "", "write the Markdown, chart and page again from this bench.json, without measuring")
 	flag.Parse()
 
-	r := &runner{verbose: opts.verbose}
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-signals
-		fmt.Fprintln(os.Stderr, "bench: interrupted; cleaning up after the current step")
-		r.interrupted.Store(true)
-	}()
-
-	code := run(r, opts)
-	r.runCleanups()
-	if r.Failed() {
-		code = 1
-	}
-	os.Exit(code)
+	r := &runner{Name: "bench", Verbose: opts.verbose,
+		CleanupMessage: "cleaning up: pods, nri-cni, containerd, mounts, cgroups, bridges and folders"}
+	r.StopOnSignal("interrupted; cleaning up after the current step")
+	os.Exit(r.Run(func() int { return run(r, opts) }))
 }
 
 // run measures everything and writes the results. It returns the exit code.
-func run(r *runner, opts options) (code int) {
-	defer func() {
-		if recovered := recover(); recovered != nil {
-			if recovered != errStop {
-				panic(recovered)
-			}
-			code = 1
-		}
-	}()
+func run(r *runner, opts options) int {
 	started := time.Now()
 	paths, err := framework.FindPaths()
 	if err != nil {

@@ -54,7 +54,7 @@ func runMemory(r *runner, s *setup, pods int, rss0 int64) memoryResult {
 	time.Sleep(settleTime)
 	usage := readProcessUsage(r, s.nriCNI)
 	result.rss[pods] = usage.RSS
-	r.checkInterrupt()
+	r.CheckInterrupt()
 
 	inParallel(pods, func(i int) {
 		if _, err := s.removePod(started[i]); err != nil {

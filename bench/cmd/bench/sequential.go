@@ -64,7 +64,7 @@ func runSequential(r *runner, setups []*setup, fl *floor.Floor, pods, rounds int
 					r.Fatalf("sequential round %d, pod %d: %v", round+1, i+1, err)
 				}
 			}
-			r.checkInterrupt()
+			r.CheckInterrupt()
 		}
 
 		for _, s := range setups {
@@ -88,7 +88,7 @@ func runSequential(r *runner, setups []*setup, fl *floor.Floor, pods, rounds int
 					r.Fatalf("sequential round %d, removal of pod %d: %v", round+1, i+1, err)
 				}
 			}
-			r.checkInterrupt()
+			r.CheckInterrupt()
 		}
 		for _, s := range setups {
 			if err := s.checkClean(); err != nil {

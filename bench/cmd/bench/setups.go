@@ -47,7 +47,7 @@ func newSetups(r *runner) []*setup {
 		description: "containerd's CRI gives eth0, nothing else",
 		env:         framework.New(r),
 	}
-	r.checkInterrupt()
+	r.CheckInterrupt()
 
 	builtinEnv := framework.New(r, framework.WithCRINetwork(networkName, "x", 1))
 	builtin := &setup{
@@ -57,12 +57,12 @@ func newSetups(r *runner) []*setup {
 		env:         builtinEnv,
 		network:     &builtinEnv.CRINetworks[0],
 	}
-	r.checkInterrupt()
+	r.CheckInterrupt()
 
 	sync := newNRICNISetup(r, keySync, "(c-sync) nri-cni sync", config.AttachSync, true)
-	r.checkInterrupt()
+	r.CheckInterrupt()
 	async := newNRICNISetup(r, keyAsync, "(c-async) nri-cni async", config.AttachAsync, true)
-	r.checkInterrupt()
+	r.CheckInterrupt()
 	none := newNRICNISetup(r, keyNoNet, "(d) nri-cni, no network", config.AttachSync, false)
 	none.description = "containerd's CRI gives eth0, nri-cni runs its hooks with an empty conf dir"
 	return []*setup{baseline, builtin, sync, async, none}

@@ -8,124 +8,47 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nri-cni/nri-cni/e2e/framework"
 )
 
-// errStop unwinds the demo after a failure has been printed.
-var errStop = errors.New("demo stopped")
-
-// runner implements framework.T for a program. Errorf prints and marks the
-// demo failed, Fatalf and Skipf also stop it, and cleanups run when it ends.
-type runner struct {
-	verbose     bool
-	interrupted atomic.Bool
-	failed      bool
-	cleanups    []func()
-}
-
-func (r *runner) Helper() {}
-
-// Logf prints framework messages with -v, and always after a failure, when
-// they carry the process logs.
-func (r *runner) Logf(format string, args ...any) {
-	if r.verbose || r.failed {
-		fmt.Printf("    "+format+"\n", args...)
-	}
-}
-
-func (r *runner) Errorf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "demo: "+format+"\n", args...)
-	r.failed = true
-}
-
-func (r *runner) Fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "demo: "+format+"\n", args...)
-	r.failed = true
-	panic(errStop)
-}
-
-func (r *runner) Skipf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "demo: cannot run: "+format+"\n", args...)
-	panic(errStop)
-}
-
-// Failed reports whether Fatalf was called, so the framework prints the
-// process logs before it removes them.
-func (r *runner) Failed() bool {
-	return r.failed
-}
-
-func (r *runner) Cleanup(f func()) {
-	r.cleanups = append(r.cleanups, f)
-}
-
-// checkInterrupt stops the demo between steps after SIGINT or SIGTERM.
-func (r *runner) checkInterrupt() {
-	if r.interrupted.Load() {
-		r.Fatalf("interrupted")
-	}
-}
+// runner is the framework.T of the demo. It prints the framework's messages
+// with -v, and always after a failure, when they carry the process logs.
+type runner = framework.Program
 
 func main() {
 	verbose := flag.Bool("v", false, "print every crictl call and the framework's timings")
 	flag.Parse()
 
-	r := &runner{verbose: *verbose}
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-signals
-		fmt.Fprintln(os.Stderr, "demo: interrupted; cleaning up after the current step")
-		r.interrupted.Store(true)
-	}()
-
-	code := run(r)
-	fmt.Println("Tearing down: pods, nri-cni, containerd, mounts, cgroups, bridges and the folder")
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
-	if r.failed {
-		code = 1
-	}
-	os.Exit(code)
+	r := &runner{Name: "demo", Verbose: *verbose, LogsAfterFailure: true,
+		CleanupMessage: "Tearing down: pods, nri-cni, containerd, mounts, cgroups, bridges and the folder"}
+	r.StopOnSignal("interrupted; cleaning up after the current step")
+	os.Exit(r.Run(func() int { return run(r) }))
 }
 
 // run executes the demo and returns the exit code.
 func run(r *runner) (code int) {
-	defer func() {
-		if recovered := recover(); recovered != nil {
-			if recovered != errStop {
-				panic(recovered)
-			}
-			code = 1
-		}
-	}()
 
 	start := time.Now()
 	env := framework.New(r)
 	fmt.Printf("containerd %s ready in %s, everything below %s\n",
 		containerdVersion(env), env.ContainerdStartTime.Round(time.Millisecond), env.Dir)
-	r.checkInterrupt()
+	r.CheckInterrupt()
 
 	network := framework.Network{Name: "demo", Bridge: env.Bridge("demo"), Subnet: env.Subnet(1)}
 	networkFile := env.WriteNetwork(network)
 	fmt.Printf("nri-cni network %s: bridge %s, subnet %s (%s)\n", network.Name, network.Bridge, network.Subnet, networkFile)
 	nriCNI := env.StartNRICNI(env.NRICNIConfig())
 	fmt.Printf("nri-cni connected (PID %d), log %s\n", nriCNI.PID(), nriCNI.LogPath)
-	r.checkInterrupt()
+	r.CheckInterrupt()
 
 	pod := env.MustRunPod(framework.PodConfig{Name: "demo"})
 	container := env.MustRunContainer(pod, framework.ContainerConfig{Name: "shell", Command: []string{"sleep", "3600"}})
@@ -134,7 +57,7 @@ func run(r *runner) (code int) {
 		r.Fatalf("%v", err)
 	}
 	fmt.Printf("pod default/demo running: sandbox %.12s, pause PID %d, container shell %.12s\n", pod.ID, status.PID, container)
-	r.checkInterrupt()
+	r.CheckInterrupt()
 
 	output, err := env.Exec(container, "ip", "addr", "show")
 	if err != nil {
@@ -168,7 +91,7 @@ func run(r *runner) (code int) {
 		}
 	}
 	ping(r, net1.Addr(), network.Bridge)
-	r.checkInterrupt()
+	r.CheckInterrupt()
 
 	if err := env.StopPod(pod.ID); err != nil {
 		r.Fatalf("%v", err)

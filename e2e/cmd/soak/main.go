@@ -14,65 +14,19 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nri-cni/nri-cni/e2e/framework"
 )
 
-// errStop unwinds the soak after a fatal failure has been printed.
-var errStop = errors.New("soak stopped")
-
-// runner implements framework.T for a program: Errorf prints and marks the
-// run failed, Fatalf and Skipf also stop it, and cleanups run at the end.
-type runner struct {
-	verbose     bool
-	interrupted atomic.Bool
-	failed      atomic.Bool
-	cleanups    []func()
-}
-
-func (r *runner) Helper() {}
-
-// Logf prints framework messages, such as every crictl call, with -v only.
-func (r *runner) Logf(format string, args ...any) {
-	if r.verbose {
-		fmt.Printf("    "+format+"\n", args...)
-	}
-}
-
-func (r *runner) Errorf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "soak: "+format+"\n", args...)
-	r.failed.Store(true)
-}
-
-func (r *runner) Fatalf(format string, args ...any) {
-	r.Errorf(format, args...)
-	panic(errStop)
-}
-
-func (r *runner) Skipf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "soak: cannot run: "+format+"\n", args...)
-	r.failed.Store(true)
-	panic(errStop)
-}
-
-func (r *runner) Failed() bool {
-	return r.failed.Load()
-}
-
-func (r *runner) Cleanup(f func()) {
-	r.cleanups = append(r.cleanups, f)
-}
+// runner is the framework.T of the soak.
+type runner = framework.Program
 
 // options are the soak's command line flags.
 type options struct {
@@ -102,35 +56,13 @@ func main() {
 		opts.seed = uint64(time.Now().UnixNano())
 	}
 
-	r := &runner{verbose: opts.verbose}
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-signals
-		fmt.Fprintln(os.Stderr, "soak: interrupted; cleaning up after the current pod")
-		r.interrupted.Store(true)
-	}()
-
-	code := run(r, opts)
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
-	if r.Failed() {
-		code = 1
-	}
-	os.Exit(code)
+	r := &runner{Name: "soak", Verbose: opts.verbose}
+	r.StopOnSignal("interrupted; cleaning up after the current pod")
+	os.Exit(r.Run(func() int { return run(r, opts) }))
 }
 
 // run executes the soak and returns the exit code.
 func run(r *runner, opts options) (code int) {
-	defer func() {
-		if recovered := recover(); recovered != nil {
-			if recovered != errStop {
-				panic(recovered)
-			}
-			code = 1
-		}
-	}()
 
 	start := time.Now()
 	env := framework.New(r)
@@ -146,7 +78,7 @@ func run(r *runner, opts options) (code int) {
 		opts.count, len(s.kills), s.restartAt, opts.window, opts.seed)
 
 	for i := 0; i < opts.count; i++ {
-		if r.interrupted.Load() {
+		if r.Interrupted() {
 			r.Fatalf("interrupted at pod %d", i)
 		}
 		s.step(i)
