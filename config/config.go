@@ -42,6 +42,11 @@ type Config struct {
 	LogLevel   string `json:"logLevel"`
 	// LogFile is a file the log is appended to instead of stderr.
 	LogFile string `json:"logFile,omitempty"`
+	// ContainerdSocket is containerd's API socket. Through it nri-cni
+	// learns of each pod sandbox when the CRI creates its pause container
+	// and starts the CNI ADD then, before RunPodSandbox. Empty turns that
+	// off, and pods attach at RunPodSandbox.
+	ContainerdSocket string `json:"containerdSocket"`
 }
 
 // Attach modes.
@@ -76,6 +81,8 @@ func Default() *Config {
 		CNITimeout:      Duration(10 * time.Second),
 		AttachMode:      AttachSync,
 		LogLevel:        "info",
+
+		ContainerdSocket: "/run/containerd/containerd.sock",
 	}
 }
 
@@ -162,6 +169,8 @@ func (c *Config) decodeKey(key string, raw json.RawMessage) error {
 		return decodeString(key, raw, &c.LogLevel)
 	case "logFile":
 		return decodeString(key, raw, &c.LogFile)
+	case "containerdSocket":
+		return decodeString(key, raw, &c.ContainerdSocket)
 	}
 	return fmt.Errorf("unknown key %q: the keys are %s", key, strings.Join(knownKeys, ", "))
 }
@@ -169,6 +178,7 @@ func (c *Config) decodeKey(key string, raw json.RawMessage) error {
 var knownKeys = []string{
 	"nriSocket", "pluginName", "pluginIndex", "cniConfDir", "cniBinDirs", "cniCacheDir",
 	"stateDir", "defaultNetworks", "interfacePrefix", "cniTimeout", "attachMode", "logLevel", "logFile",
+	"containerdSocket",
 }
 
 func decodeString(key string, raw json.RawMessage, dst *string) error {
@@ -265,8 +275,13 @@ func (c *Config) Validate() error {
 			AttachSync, AttachAsync)
 	}
 
-	if c.LogFile != "" {
-		if err := checkAbsPath("logFile", c.LogFile); err != nil {
+	for _, p := range []struct{ key, value string }{
+		{"logFile", c.LogFile}, {"containerdSocket", c.ContainerdSocket},
+	} {
+		if p.value == "" {
+			continue
+		}
+		if err := checkAbsPath(p.key, p.value); err != nil {
 			return err
 		}
 	}

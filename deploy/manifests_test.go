@@ -341,6 +341,7 @@ func TestDaemonSetMountsMatchConfig(t *testing.T) {
 	}
 	wants := []want{
 		{path.Dir(cfg.NRISocket), false, corev1.HostPathDirectoryOrCreate, "nriSocket's folder"},
+		{path.Dir(cfg.ContainerdSocket), false, corev1.HostPathDirectoryOrCreate, "containerdSocket's folder"},
 		{criNetNSDir, true, corev1.HostPathDirectoryOrCreate, "the CRI's pod netns folder"},
 		{cfg.CNIConfDir, true, corev1.HostPathDirectoryOrCreate, "cniConfDir"},
 		{cfg.CNICacheDir, false, corev1.HostPathDirectoryOrCreate, "cniCacheDir"},

@@ -57,6 +57,7 @@ func criNetNSDir(env *framework.Env) string {
 func nodeFolders(env *framework.Env) map[string]string {
 	return map[string]string{
 		"/var/run/nri":       filepath.Join(env.Dir, "nri-run"),
+		"/run/containerd":    filepath.Join(env.Dir, "containerd-run"),
 		"/var/run/netns":     criNetNSDir(env),
 		"/opt/cni/bin":       env.Paths.CNIBin,
 		"/etc/nri-cni/net.d": env.NetworkDir,
@@ -199,9 +200,13 @@ func prepareNode(t *testing.T, env *framework.Env, ds *appsv1.DaemonSet) map[str
 		}
 	}
 
-	socket := filepath.Join(folders["/var/run/nri"], filepath.Base(config.Default().NRISocket))
-	if err := os.Link(env.NRISocket, socket); err != nil {
-		t.Fatalf("failed to link the NRI socket into %s: %v", socket, err)
+	for source, link := range map[string]string{
+		env.NRISocket:        redirectPath(t, folders, config.Default().NRISocket),
+		env.ContainerdSocket: redirectPath(t, folders, config.Default().ContainerdSocket),
+	} {
+		if err := os.Link(source, link); err != nil {
+			t.Fatalf("failed to link socket %s to %s: %v", source, link, err)
+		}
 	}
 	return folders
 }
@@ -235,7 +240,7 @@ func writeConfigMap(t *testing.T, env *framework.Env, configMap *corev1.ConfigMa
 		if err := yaml.Unmarshal([]byte(value), &settings); err != nil {
 			t.Fatalf("failed to decode ConfigMap key %s: %v", key, err)
 		}
-		for _, name := range []string{"nriSocket", "cniConfDir", "cniCacheDir", "stateDir"} {
+		for _, name := range []string{"nriSocket", "containerdSocket", "cniConfDir", "cniCacheDir", "stateDir"} {
 			if text, ok := settings[name].(string); ok {
 				settings[name] = redirectPath(t, folders, text)
 			}
@@ -655,11 +660,11 @@ func TestDaemonSetPod(t *testing.T) {
 		if err := env.StopPod(pod.ID); err != nil {
 			t.Fatal(err)
 		}
-		if got := cacheLeases(t, env.CNICacheDir, network.Name); len(got) != 0 {
-			t.Errorf("pod %d: leases %v remain after the pod stopped", i, got)
-		}
 		if err := env.RemovePod(pod.ID); err != nil {
 			t.Fatal(err)
+		}
+		if got := cacheLeases(t, env.CNICacheDir, network.Name); len(got) != 0 {
+			t.Errorf("pod %d: leases %v remain after the pod was removed", i, got)
 		}
 		if files, err := env.StateFiles(); err != nil || len(files) != 0 {
 			t.Errorf("pod %d: state files %v remain after the pod was removed (%v)", i, files, err)
@@ -911,6 +916,7 @@ func TestPreinstalledPlugin(t *testing.T) {
 	settings["cniBinDirs"] = []string{env.Paths.CNIBin}
 	settings["cniCacheDir"] = env.CNICacheDir
 	settings["stateDir"] = env.StateDir
+	settings["containerdSocket"] = env.ContainerdSocket
 	configData, err = yaml.Marshal(settings)
 	if err != nil {
 		t.Fatal(err)
@@ -955,11 +961,11 @@ func TestPreinstalledPlugin(t *testing.T) {
 	if err := env.StopPod(pod.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := env.Leases(network.Name); err != nil || len(got) != 0 {
-		t.Errorf("leases %v (%v) remain after the pod stopped", got, err)
-	}
 	if err := env.RemovePod(pod.ID); err != nil {
 		t.Fatal(err)
+	}
+	if got, err := env.Leases(network.Name); err != nil || len(got) != 0 {
+		t.Errorf("leases %v (%v) remain after the pod was removed", got, err)
 	}
 	if files, err := env.StateFiles(); err != nil || len(files) != 0 {
 		t.Errorf("state files %v (%v) remain after the pod was removed", files, err)

@@ -22,13 +22,37 @@ const retryingMessage = "not connected to NRI; retrying"
 // TestContainerdRestartReconnects checks that nri-cni reconnects by itself
 // with growing delays when containerd restarts, and serves new pods without
 // a restart of its own. It still frees the leases of pods from before the
-// restart, for which containerd sends no StopPodSandbox or RemovePodSandbox.
+// restart, for which containerd sends no StopPodSandbox or RemovePodSandbox:
+// at the delete event of the pause container, and without containerd's
+// events once the netns is gone.
 func TestContainerdRestartReconnects(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// events is whether nri-cni follows containerd's container events.
+		events bool
+		// gone is what nri-cni logs when it finds the old pod gone.
+		gone string
+	}{
+		{name: "events", events: true, gone: "pause container of recorded pod is deleted; detaching"},
+		{name: "netns-check", gone: "network namespace of recorded pod is gone; detaching"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testContainerdRestart(t, tc.events, tc.gone)
+		})
+	}
+}
+
+func testContainerdRestart(t *testing.T, events bool, goneMessage string) {
 	env := framework.New(t)
 	network := blueNetwork(env)
 	env.WriteNetwork(network)
-	nriCNI := env.StartNRICNI(env.NRICNIConfig())
+	config := env.NRICNIConfig()
+	if !events {
+		config.ContainerdSocket = ""
+	}
+	nriCNI := env.StartNRICNI(config)
 	pid := nriCNI.PID()
 
 	old := env.MustRunPod(framework.PodConfig{})
@@ -72,12 +96,13 @@ func TestContainerdRestartReconnects(t *testing.T) {
 		t.Errorf("new pod net1 address = %v, want one in %s; addresses %v", got["net1"], network.Subnet, got)
 	}
 
-	// containerd delivers no NRI event for the old pod now: nri-cni notices
-	// that its netns is gone and detaches it.
+	// containerd delivers no NRI event for the old pod now: nri-cni sees
+	// the delete of its pause container, or that its netns is gone, and
+	// detaches it.
 	oldAddress := recordedAddress(t, env, old.ID, "net1")
 	removePod(t, env, old.ID)
 	removed := time.Now()
-	waitForLog(t, nriCNI, "network namespace of recorded pod is gone; detaching", old.ID, 5*time.Second+netnsCheckSlack)
+	waitForLog(t, nriCNI, goneMessage, old.ID, 5*time.Second+netnsCheckSlack)
 	waitForLog(t, nriCNI, "detached network", old.ID, 5*time.Second)
 	t.Logf("old pod detached %s after crictl rmp", time.Since(removed).Round(time.Millisecond))
 	for _, lease := range networkLeases(t, env, network.Name) {

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,8 +65,17 @@ func TestStopPodFreesLeaseAndVeth(t *testing.T) {
 	if calls[1].ContainerID != calls[0].ContainerID || calls[1].IfName != calls[0].IfName {
 		t.Errorf("DEL for %s/%s, want the ADD's %s/%s", calls[1].ContainerID, calls[1].IfName, calls[0].ContainerID, calls[0].IfName)
 	}
-	if calls[1].Netns != status.NetnsPath {
-		t.Errorf("DEL got netns %q, want the pinned %q, which still exists during StopPodSandbox", calls[1].Netns, status.NetnsPath)
+	// containerd unmounts the pinned path after StopPodSandbox, and the DEL
+	// runs in the namespace that nri-cni holds open from that hook.
+	if calls[0].NetnsInode == 0 || calls[1].NetnsInode != calls[0].NetnsInode {
+		t.Errorf("DEL ran in netns %q (inode %d), want the namespace of the ADD %q (inode %d)",
+			calls[1].Netns, calls[1].NetnsInode, calls[0].Netns, calls[0].NetnsInode)
+	}
+	if want := fmt.Sprintf("/proc/%d/fd/", nriCNI.PID()); !strings.HasPrefix(calls[1].Netns, want) {
+		t.Errorf("DEL got netns %q, want a file of nri-cni under %s", calls[1].Netns, want)
+	}
+	if calls[0].Netns != status.NetnsPath {
+		t.Errorf("ADD got netns %q, want the pinned %q", calls[0].Netns, status.NetnsPath)
 	}
 
 	if err := env.StopPod(pod.ID); err != nil {

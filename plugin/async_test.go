@@ -79,9 +79,7 @@ func TestAsyncStopWaitsForAttach(t *testing.T) {
 	if err := env.plugin.RunPodSandbox(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.plugin.StopPodSandbox(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	env.stop(pod)
 	want := []string{"ADD alpha net1", "DEL alpha net1"}
 	if got := env.runner.ops(); !slices.Equal(got, want) {
 		t.Fatalf("calls = %v, want %v", got, want)

@@ -42,10 +42,11 @@ func (p *Plugin) attachPod(ctx context.Context, pod *api.PodSandbox, log *zap.Lo
 	unlock := p.sandboxes.lock(pod.GetId())
 	defer unlock()
 
+	early := p.sandboxes.takeEarly(pod.GetId())
 	if err := p.sandboxes.takeFailure(pod.GetId()); err != nil {
 		return err
 	}
-	plan, err := p.prepareAttach(ctx, pod, log)
+	plan, err := p.prepareAttach(ctx, pod, early, log)
 	if err != nil || plan == nil {
 		return err
 	}
@@ -62,14 +63,23 @@ func (p *Plugin) startAttach(ctx context.Context, pod *api.PodSandbox, log *zap.
 		log.Debug("skipped host network pod")
 		return nil
 	}
+	if p.sandboxes.isEarly(pod.GetId()) {
+		// The early attach holds the lock, and the first CreateContainer
+		// checks it against this pod.
+		log.Debug("pod networks are attached early")
+		return nil
+	}
 	unlock := p.sandboxes.lock(pod.GetId())
-	plan, err := p.prepareAttach(ctx, pod, log)
+	early := p.sandboxes.takeEarly(pod.GetId())
+	plan, err := p.prepareAttach(ctx, pod, early, log)
 	if err != nil || plan == nil {
 		unlock()
 		return err
 	}
 
+	p.background.Add(1)
 	go func() {
+		defer p.background.Done()
 		defer unlock()
 		p.attachSlots <- struct{}{}
 		defer func() { <-p.attachSlots }()
@@ -84,18 +94,30 @@ func (p *Plugin) startAttach(ctx context.Context, pod *api.PodSandbox, log *zap.
 }
 
 // prepareAttach returns the plan of a pod's attach, or nil when the pod is
-// attached already or selects no network. The caller holds the sandbox's lock.
-func (p *Plugin) prepareAttach(ctx context.Context, pod *api.PodSandbox, log *zap.Logger) (*attachPlan, error) {
+// attached already or selects no network. An attach made early, before the
+// pod's RunPodSandbox, stands when it matches the pod and is deleted when it
+// does not. The caller holds the sandbox's lock.
+func (p *Plugin) prepareAttach(ctx context.Context, pod *api.PodSandbox, early bool,
+	log *zap.Logger) (*attachPlan, error) {
 	entry, _ := podNetNSPath(pod)
 	if sb := p.sandboxes.get(pod.GetId()); sb != nil {
-		if sb.Complete() {
+		switch {
+		case sb.Complete() && !early:
 			log.Debug("pod networks already attached", zap.Int("attachments", len(sb.Attachments)))
 			return nil, nil
+		case sb.Complete():
+			err := p.checkEarly(pod, sb)
+			if err == nil {
+				log.Debug("pod networks attached early", zap.Int("attachments", len(sb.Attachments)))
+				return nil, nil
+			}
+			log.Info("early attach does not match the pod; attaching again", zap.Error(err))
+		default:
+			// The plugin stopped during an earlier attach.
+			log.Warn("found interrupted attach; deleting it before attaching again")
 		}
-		// The plugin stopped during an earlier attach: undo it and start over.
-		log.Warn("found interrupted attach; deleting it before attaching again")
 		if err := p.detachLocked(ctx, pod.GetId(), false, log); err != nil {
-			return nil, podErrorf(pod, "failed to delete interrupted attach: %w", err)
+			return nil, podErrorf(pod, "failed to delete earlier attach: %w", err)
 		}
 	}
 
@@ -192,7 +214,7 @@ func (p *Plugin) rollback(sb *state.Sandbox, n int, runner cni.Runner,
 	for i := n - 1; i >= 0; i-- {
 		att := sb.Attachments[i]
 		ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
-		err := deleteAttachment(ctx, runner, sb.ID, &att)
+		err := deleteAttachment(ctx, runner, sb.ID, &att, existingNetNS(att.NetNS))
 		cancel()
 		if err != nil {
 			log.Warn("failed to roll back network", zap.String("network", att.Network),

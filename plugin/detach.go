@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/containerd/nri/pkg/api"
 	"github.com/containernetworking/cni/libcni"
 	"go.uber.org/zap"
 
@@ -31,14 +32,19 @@ func (p *Plugin) detachLocked(ctx context.Context, id string, removed bool, log 
 		return nil
 	}
 	cfg, runner, store := p.deps()
+	heldPath := p.sandboxes.heldPath(id)
 
 	var remaining []state.Attachment
 	var errs []error
 	for i := len(sb.Attachments) - 1; i >= 0; i-- {
 		att := sb.Attachments[i]
 		start := time.Now()
+		netns := heldPath
+		if netns == "" {
+			netns = existingNetNS(att.NetNS)
+		}
 		dctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.CNITimeout))
-		err := deleteAttachment(dctx, runner, sb.ID, &att)
+		err := deleteAttachment(dctx, runner, sb.ID, &att, netns)
 		cancel()
 		if err != nil {
 			remaining = append([]state.Attachment{att}, remaining...)
@@ -68,15 +74,54 @@ func (p *Plugin) detachLocked(ctx context.Context, id string, removed bool, log 
 	return errors.Join(errs...)
 }
 
-// deleteAttachment runs DEL of one attachment from its stored config. A netns
-// that is gone is passed as empty, which CNI plugins take as "already gone"
-// while their IPAM still frees the lease.
-func deleteAttachment(ctx context.Context, runner cni.Runner, sandboxID string, att *state.Attachment) error {
+// deleteAttachment runs DEL of one attachment from its stored config in
+// netns. An empty netns means that it is gone, which CNI plugins take as
+// "already gone" while their IPAM still frees the lease.
+func deleteAttachment(ctx context.Context, runner cni.Runner, sandboxID string, att *state.Attachment,
+	netns string) error {
 	list, err := libcni.ConfListFromBytes(att.Config)
 	if err != nil {
 		return fmt.Errorf("failed to parse the stored config of network %q: %w", att.Network, err)
 	}
 	rt := runtimeConf(sandboxID, att)
-	rt.NetNS = existingNetNS(att.NetNS)
+	rt.NetNS = netns
 	return runner.Del(ctx, list, rt)
+}
+
+// stopPod holds the pod's network namespace and detaches its networks in the
+// background, so that StopPodSandbox returns at once. The DEL then runs next
+// to the CRI's own teardown and outside NRI's node-wide lock, in the
+// namespace that the held file keeps alive after containerd unmounts its
+// pin. RemovePodSandbox and repair wait for the sandbox's lock, so a removed
+// pod has nothing left.
+func (p *Plugin) stopPod(pod *api.PodSandbox, log *zap.Logger) {
+	id := pod.GetId()
+	path, _ := podNetNSPath(pod)
+	if sb := p.sandboxes.get(id); sb != nil && sb.NetNS != "" {
+		path = sb.NetNS
+	}
+	held, err := p.holdNetNS(path, p.host)
+	if err != nil {
+		log.Warn("failed to hold network namespace; detaching without it", zap.Error(err))
+	}
+	if held != nil && !p.sandboxes.hold(id, held) {
+		held.close()
+	}
+
+	p.background.Add(1)
+	go func() {
+		defer p.background.Done()
+		start := time.Now()
+		unlock := p.sandboxes.lock(id)
+		defer unlock()
+		p.detachSlots <- struct{}{}
+		defer func() { <-p.detachSlots }()
+
+		err := p.detachLocked(context.Background(), id, false, log)
+		p.sandboxes.release(id)
+		if err != nil {
+			log.Error("failed to detach pod networks; RemovePodSandbox tries again",
+				zap.Error(err), took(start))
+		}
+	}()
 }

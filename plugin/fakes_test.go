@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/containerd/nri/pkg/api"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -36,6 +38,8 @@ type fakeRunner struct {
 	calls   []call
 	failAdd map[string]error
 	failDel map[string]error
+	// delGate, when set, holds every DEL until it is closed.
+	delGate chan struct{}
 }
 
 func newFakeRunner() *fakeRunner {
@@ -62,6 +66,9 @@ func (r *fakeRunner) Add(ctx context.Context, list *libcni.NetworkConfigList, rt
 
 func (r *fakeRunner) Del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
 	r.record("DEL", list, rt)
+	if r.delGate != nil {
+		<-r.delGate
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.failDel[list.Name]
@@ -175,6 +182,8 @@ func newTestEnv(t *testing.T, networks []string, mutate func(*config.Config)) *t
 	cfg.CNIBinDirs = []string{filepath.Join(dir, "bin")}
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.CNICacheDir = filepath.Join(dir, "cache")
+	// The tests feed the sandbox events themselves.
+	cfg.ContainerdSocket = ""
 	for _, d := range []string{cfg.CNIConfDir, cfg.CNIBinDirs[0]} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -204,6 +213,25 @@ func newTestEnv(t *testing.T, networks []string, mutate func(*config.Config)) *t
 	p.netnsExists = func(path string) bool { return path == netns }
 	env.plugin = p
 	return env
+}
+
+// stop runs StopPodSandbox and waits for the detach that it starts.
+func (e *testEnv) stop(pod *api.PodSandbox) {
+	e.t.Helper()
+	if err := e.plugin.StopPodSandbox(context.Background(), pod); err != nil {
+		e.t.Fatalf("StopPodSandbox: %v", err)
+	}
+	e.wait()
+}
+
+// wait waits for the plugin's background attaches and detaches.
+func (e *testEnv) wait() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.plugin.Wait(ctx); err != nil {
+		e.t.Fatalf("background work did not finish: %v", err)
+	}
 }
 
 func writeNetwork(t *testing.T, dir, file, name, bridge string) {

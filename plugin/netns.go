@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/containerd/nri/pkg/api"
@@ -119,4 +120,50 @@ func existingNetNS(path string) string {
 		return path
 	}
 	return ""
+}
+
+// heldNetNS is a pod's network namespace kept open from StopPodSandbox until
+// its DEL is done. containerd unmounts the pinned file right after that hook;
+// the open file keeps the namespace, with the pod's interfaces, alive.
+type heldNetNS struct {
+	file *os.File
+	// path names the open file for CNI plugins, which are child processes
+	// and cannot use the plugin's file descriptor itself.
+	path string
+}
+
+// holdNetNS opens the network namespace at path. It returns nil when path
+// is no longer a network namespace, such as a pin that is already unmounted.
+func holdNetNS(path string, host nsID) (*heldNetNS, error) {
+	if path == "" {
+		return nil, nil
+	}
+	file, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to open network namespace %s: %w", path, err)
+	}
+	fd := int(file.Fd())
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		file.Close()
+		return nil, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		file.Close()
+		return nil, fmt.Errorf("failed to stat network namespace %s: %w", path, err)
+	}
+	if (nsID{dev: st.Dev, ino: st.Ino}) == host {
+		file.Close()
+		return nil, fmt.Errorf("%w: refusing to run CNI on %s, which is the plugin's own namespace",
+			ErrHostNetNS, path)
+	}
+	return &heldNetNS{file: file, path: "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(fd)}, nil
+}
+
+func (h *heldNetNS) close() {
+	h.file.Close()
 }

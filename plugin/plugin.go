@@ -23,10 +23,10 @@ var Events = api.MustParseEventMask(
 	"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "CreateContainer",
 )
 
-// maxBackgroundAttaches is how many pods attach at once in async mode. CNI
-// plugins spend most of their time waiting for the kernel, so more than the
-// core count helps a burst of pods.
-const maxBackgroundAttaches = 16
+// maxBackground is how many pods attach at once in async mode, and how many
+// stopped pods detach at once. CNI plugins spend most of their time waiting
+// for the kernel, so more than the core count helps a burst of pods.
+const maxBackground = 16
 
 // Options are the dependencies of a Plugin. Runner and Store default to
 // libcni and the state folder of the config.
@@ -64,6 +64,8 @@ type Plugin struct {
 	host     nsID
 	// netnsExists reports whether a recorded netns is still there.
 	netnsExists func(path string) bool
+	// holdNetNS opens a stopped pod's netns for its DEL.
+	holdNetNS func(path string, host nsID) (*heldNetNS, error)
 
 	sandboxes *sandboxTable
 	repairs   *repairQueue
@@ -71,8 +73,12 @@ type Plugin struct {
 	// gcMu is held for reading by attaches and for writing by garbage
 	// collection, which must not see a lease without its record.
 	gcMu sync.RWMutex
-	// attachSlots bounds the background attaches that run at once.
+	// attachSlots and detachSlots bound the background attaches and
+	// detaches that run at once.
 	attachSlots chan struct{}
+	detachSlots chan struct{}
+	// background counts the attaches and detaches in progress.
+	background sync.WaitGroup
 	// readyC is closed when the first config has been applied.
 	readyC    chan struct{}
 	readyOnce sync.Once
@@ -94,9 +100,11 @@ func New(opts Options) (*Plugin, error) {
 		repairs:   newRepairQueue(),
 		readyC:    make(chan struct{}),
 
-		attachSlots: make(chan struct{}, maxBackgroundAttaches),
+		attachSlots: make(chan struct{}, maxBackground),
+		detachSlots: make(chan struct{}, maxBackground),
 
 		netnsExists: isNetNS,
+		holdNetNS:   holdNetNS,
 		runner:      opts.Runner,
 		store:       opts.Store,
 		custom:      opts.Runner != nil || opts.Store != nil,
@@ -238,6 +246,8 @@ func (p *Plugin) checkTimeouts(log *zap.Logger) {
 func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	log := podLogger(p.log, pod)
 	start := time.Now()
+	// A pod that runs is not gone, whatever an earlier Synchronize saw.
+	p.repairs.forget(pod.GetId())
 	attach := p.attachPod
 	if p.Config().AttachMode == config.AttachAsync {
 		attach = p.startAttach
@@ -250,23 +260,23 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	return nil
 }
 
-// StopPodSandbox detaches the pod's networks while its netns still exists.
-func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	log := podLogger(p.log, pod)
-	start := time.Now()
-	if err := p.detachPod(ctx, pod.GetId(), false, log); err != nil {
-		log.Error("failed to detach pod networks; RemovePodSandbox tries again",
-			zap.Error(err), took(start))
-		return err
+// StopPodSandbox opens the pod's netns while it still exists and detaches
+// the pod's networks in the background.
+func (p *Plugin) StopPodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	if p.sandboxes.busy(pod.GetId()) {
+		p.stopPod(pod, podLogger(p.log, pod))
 	}
 	return nil
 }
 
-// RemovePodSandbox detaches what is still attached and deletes the pod's state.
+// RemovePodSandbox waits for the detach that StopPodSandbox started, detaches
+// what is still attached and deletes the pod's state.
 func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	log := podLogger(p.log, pod)
 	start := time.Now()
-	if err := p.detachPod(ctx, pod.GetId(), true, log); err != nil {
+	err := p.detachPod(ctx, pod.GetId(), true, log)
+	p.sandboxes.release(pod.GetId())
+	if err != nil {
 		log.Error("failed to detach pod networks; retrying in the background",
 			zap.Error(err), took(start))
 		p.repairs.addGone(pod.GetId())
@@ -275,6 +285,22 @@ func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) erro
 	p.repairs.forget(pod.GetId())
 	p.sandboxes.takeFailure(pod.GetId())
 	return nil
+}
+
+// Wait waits until the background attaches and detaches are done or ctx
+// ends. What is cut short stays recorded, and the next start repairs it.
+func (p *Plugin) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		p.background.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // CreateContainer puts a member container into its pod's network namespace.

@@ -260,9 +260,7 @@ func TestStopUsesConfigStoredAtAdd(t *testing.T) {
 
 	writeNetwork(t, env.cfg.CNIConfDir, "10-alpha.conflist", "alpha", "br-changed")
 	env.plugin.ReloadNetworks()
-	if err := env.plugin.StopPodSandbox(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	env.stop(pod)
 
 	del := env.runner.calls[1]
 	if del.op != "DEL" {
@@ -284,9 +282,7 @@ func TestSecondStopAndRemoveAreNoOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := env.plugin.StopPodSandbox(ctx, pod); err != nil {
-			t.Fatalf("stop %d: %v", i+1, err)
-		}
+		env.stop(pod)
 	}
 	if err := env.plugin.RemovePodSandbox(ctx, pod); err != nil {
 		t.Fatal(err)
@@ -308,9 +304,7 @@ func TestFailedStopKeepsStateForRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.runner.setFailDel("beta", errPlugin)
-	if err := env.plugin.StopPodSandbox(ctx, pod); !errors.Is(err, errPlugin) {
-		t.Fatalf("stop error = %v, want the plugin's error", err)
-	}
+	env.stop(pod)
 	sb := env.store.get("sb1")
 	if sb == nil || len(sb.Attachments) != 1 || sb.Attachments[0].Network != "beta" {
 		t.Fatalf("record = %+v, want only beta kept", sb)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	"go.uber.org/zap"
+
+	"github.com/nri-cni/nri-cni/sandboxwatch"
 )
 
 // Retry timing of background repair: a failed teardown is tried again after
@@ -138,6 +140,14 @@ func (q *repairQueue) takeCollect() bool {
 	return c
 }
 
+// isGone reports whether the teardown of a sandbox is queued.
+func (q *repairQueue) isGone(id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, queued := q.gone[id]
+	return queued
+}
+
 func (q *repairQueue) forget(id string) {
 	q.mu.Lock()
 	delete(q.gone, id)
@@ -162,7 +172,9 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, _ []*a
 	}
 	gone := 0
 	for _, id := range p.sandboxes.ids() {
-		if !running[id] {
+		// A pod attached early is not running yet; its RunPodSandbox or
+		// the delete of its pause container comes later.
+		if !running[id] && !p.sandboxes.isEarly(id) {
 			p.repairs.addGone(id)
 			gone++
 		}
@@ -174,7 +186,8 @@ func (p *Plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, _ []*a
 }
 
 // Run does the background work until ctx is cancelled. It reloads the
-// networks when their files change and tears down sandboxes whose pod or
+// networks when their files change, follows the sandboxes that containerd's
+// CRI creates to attach them early, and tears down sandboxes whose pod or
 // netns is gone, retried with backoff. It also attaches running pods that
 // missed their attach and collects garbage after each Synchronize.
 func (p *Plugin) Run(ctx context.Context) {
@@ -188,6 +201,9 @@ func (p *Plugin) Run(ctx context.Context) {
 			p.log.Error("failed to watch network files; changes need a restart", zap.Error(err))
 		}
 	}()
+	if socket := p.Config().ContainerdSocket; socket != "" {
+		go sandboxwatch.New(socket, p, p.log).Run(ctx)
+	}
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -224,11 +240,22 @@ func (p *Plugin) repairOnce(ctx context.Context) time.Time {
 		if sb := p.sandboxes.get(id); sb != nil {
 			log = log.With(zap.String("pod", sb.Namespace+"/"+sb.Name), zap.String("podUID", sb.UID))
 		}
-		err := p.detachPod(ctx, id, true, log)
+		err := p.detachGone(ctx, id, log)
 		if delay := p.repairs.done(id, err != nil, time.Now()); err != nil {
 			log.Warn("failed to detach networks of gone pod; retrying", zap.Duration("delay", delay),
 				zap.Error(err))
 		}
 	}
 	return p.repairs.nextRetry()
+}
+
+// detachGone detaches a sandbox whose teardown is queued, unless a
+// RunPodSandbox of the sandbox took it out of the queue meanwhile.
+func (p *Plugin) detachGone(ctx context.Context, id string, log *zap.Logger) error {
+	unlock := p.sandboxes.lock(id)
+	defer unlock()
+	if !p.repairs.isGone(id) {
+		return nil
+	}
+	return p.detachLocked(ctx, id, true, log)
 }

@@ -16,6 +16,12 @@ type sandboxTable struct {
 	// failures holds the error of each failed background attach until the
 	// pod's next CreateContainer reports it.
 	failures map[string]error
+	// held holds the network namespace of each stopped sandbox until its
+	// DEL is done.
+	held map[string]*heldNetNS
+	// early holds the sandboxes attached, or being attached, before their
+	// RunPodSandbox, which checks the attach against the pod that NRI passes.
+	early map[string]bool
 }
 
 type sandboxLock struct {
@@ -29,6 +35,8 @@ func newSandboxTable() *sandboxTable {
 		locks:   make(map[string]*sandboxLock),
 
 		failures: make(map[string]error),
+		held:     make(map[string]*heldNetNS),
+		early:    make(map[string]bool),
 	}
 }
 
@@ -65,6 +73,48 @@ func (t *sandboxTable) lock(id string) func() {
 	}
 }
 
+// busy reports whether a sandbox has a record or work in progress, which is
+// when its stop has something to detach.
+func (t *sandboxTable) busy(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.records[id] != nil || t.locks[id] != nil
+}
+
+// hold keeps a stopped sandbox's network namespace open and reports whether
+// it was not held before.
+func (t *sandboxTable) hold(id string, ns *heldNetNS) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held[id] != nil {
+		return false
+	}
+	t.held[id] = ns
+	return true
+}
+
+// heldPath returns the path of a sandbox's held network namespace, or "".
+func (t *sandboxTable) heldPath(id string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ns := t.held[id]; ns != nil {
+		return ns.path
+	}
+	return ""
+}
+
+// release closes a sandbox's held network namespace, if any. The kernel
+// frees the namespace once nothing else holds it.
+func (t *sandboxTable) release(id string) {
+	t.mu.Lock()
+	ns := t.held[id]
+	delete(t.held, id)
+	t.mu.Unlock()
+	if ns != nil {
+		ns.close()
+	}
+}
+
 func (t *sandboxTable) get(id string) *state.Sandbox {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -82,6 +132,34 @@ func (t *sandboxTable) remove(id string) {
 	defer t.mu.Unlock()
 	delete(t.records, id)
 	delete(t.failures, id)
+	delete(t.early, id)
+}
+
+// markEarly marks a sandbox that is not known yet for an early attach and
+// reports whether it did.
+func (t *sandboxTable) markEarly(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.records[id] != nil || t.locks[id] != nil || t.early[id] {
+		return false
+	}
+	t.early[id] = true
+	return true
+}
+
+// takeEarly clears the early mark of a sandbox and reports whether it was set.
+func (t *sandboxTable) takeEarly(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	early := t.early[id]
+	delete(t.early, id)
+	return early
+}
+
+func (t *sandboxTable) isEarly(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.early[id]
 }
 
 func (t *sandboxTable) setFailure(id string, err error) {

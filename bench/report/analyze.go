@@ -58,7 +58,8 @@ type Ratio struct {
 
 // Split attributes the extra cost per pod of the nri-cni setups, from paired
 // medians: NRIMs is (d) - (a), what nri-cni's hooks cost with no network to
-// attach, and SyncMs and AsyncMs are (c) - (d), the attach or detach of X.
+// attach, and SyncMs, AsyncMs and HookMs are (c) - (d), the attach or
+// detach of X.
 type Split struct {
 	Metric string  `json:"metric"`
 	NRIMs  float64 `json:"nriMs"`
@@ -69,6 +70,9 @@ type Split struct {
 	NRIManyPodsMs float64 `json:"nriManyPodsMs"`
 	SyncMs        float64 `json:"syncMs"`
 	AsyncMs       float64 `json:"asyncMs"`
+	// HookMs is that of the setup without the early attach, when the run
+	// has one.
+	HookMs *float64 `json:"hookMs,omitempty"`
 	// FloorMs is the raw libcni ADD or DEL that the metric includes, or 0.
 	FloorMs float64 `json:"floorMs"`
 }
@@ -110,8 +114,11 @@ func (r *Report) Analyze() error {
 		return fmt.Errorf("report has no baseline or builtin setup")
 	}
 	r.Ratios, r.Splits, r.Targets = nil, nil, nil
-	for _, key := range []string{"nri-cni-sync", "nri-cni-async"} {
+	for _, key := range []string{"nri-cni-sync", "nri-cni-async", "nri-cni-hook"} {
 		c := r.Setup(key)
+		if c == nil && key == "nri-cni-hook" {
+			continue
+		}
 		if c == nil {
 			return fmt.Errorf("report has no setup %s", key)
 		}
@@ -119,7 +126,7 @@ func (r *Report) Analyze() error {
 		r.addBurstRatios(baseline, builtin, c)
 	}
 	if none := r.Setup("nri-cni-none"); none != nil {
-		r.addSplits(baseline, none, r.Setup("nri-cni-sync"), r.Setup("nri-cni-async"))
+		r.addSplits(baseline, none, r.Setup("nri-cni-sync"), r.Setup("nri-cni-async"), r.Setup("nri-cni-hook"))
 	}
 	r.addTargets()
 	return nil
@@ -142,7 +149,7 @@ func (r *Report) sequentialMetrics() []sequentialMetric {
 	}
 }
 
-func (r *Report) addSplits(a, d, sync, async *Setup) {
+func (r *Report) addSplits(a, d, sync, async, hook *Setup) {
 	for _, metric := range r.sequentialMetrics() {
 		sa, sd := metric.samples(a), metric.samples(d)
 		floor := 0.0
@@ -156,8 +163,13 @@ func (r *Report) addSplits(a, d, sync, async *Setup) {
 			// A round removes its pods in the order it started them.
 			few, many = late, early
 		}
+		var hookMs *float64
+		if hook != nil {
+			hookMs = stats.Finite(stats.Median(stats.PairedDifferences(metric.samples(hook), sd)))
+		}
 		r.Splits = append(r.Splits, Split{
 			Metric:        metric.name,
+			HookMs:        hookMs,
 			NRIMs:         stats.Median(nri),
 			NRIFewPodsMs:  stats.Median(few),
 			NRIManyPodsMs: stats.Median(many),

@@ -28,6 +28,10 @@ const (
 // its connection ended.
 const exitGrace = time.Second
 
+// drainTimeout bounds how long a plugin that is told to stop waits for the
+// detaches of stopped pods that are still running.
+const drainTimeout = 10 * time.Second
+
 // serve connects the plugin to NRI and reconnects whenever the connection
 // closes, until ctx is cancelled. A pre-installed plugin cannot reconnect,
 // because its connection was handed over once, so it returns instead.
@@ -56,6 +60,7 @@ func serve(ctx context.Context, cfg *config.Config, logs logSettings, log *zap.L
 	}
 	p.SetRequestTimeout(s.RequestTimeout)
 	go p.Run(ctx)
+	defer drain(p, log)
 
 	backoff := minBackoff
 	for attempt := 1; ; attempt++ {
@@ -84,6 +89,17 @@ func serve(ctx context.Context, cfg *config.Config, logs logSettings, log *zap.L
 		case <-time.After(delay):
 		}
 		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// drain waits for the plugin's background work, so that pods stopped just
+// before the plugin are detached now and not at its next start.
+func drain(p *plugin.Plugin, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil {
+		log.Warn("stopped before the background work was done; the next start finishes it",
+			zap.Duration("waited", drainTimeout))
 	}
 }
 

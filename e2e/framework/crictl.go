@@ -81,6 +81,8 @@ type PodConfig struct {
 	Annotations map[string]string
 	// HostNetwork puts the pod in the host network namespace.
 	HostNetwork bool
+	// Sysctls are set in the pod's namespaces when its pause task starts.
+	Sysctls map[string]string
 }
 
 // Pod is a pod sandbox that RunPod created.
@@ -124,6 +126,7 @@ func (env *Env) writePodConfig(config *PodConfig) (string, error) {
 			"security_context": map[string]any{
 				"namespace_options": namespaceOptions,
 			},
+			"sysctls": config.Sysctls,
 		},
 	}
 	// runc sets a hostname only in a private UTS namespace, and a

@@ -31,6 +31,9 @@ type NRICNIConfig struct {
 	CNITimeout      string   `json:"cniTimeout,omitempty"`
 	AttachMode      string   `json:"attachMode,omitempty"`
 	LogLevel        string   `json:"logLevel,omitempty"`
+	// ContainerdSocket is always written, so that an empty value turns
+	// the early attach off instead of aiming at the default socket.
+	ContainerdSocket string `json:"containerdSocket"`
 }
 
 // NRICNIConfig returns the config that connects nri-cni to this environment,
@@ -43,6 +46,8 @@ func (env *Env) NRICNIConfig() NRICNIConfig {
 		CNICacheDir: env.CNICacheDir,
 		StateDir:    env.StateDir,
 		LogLevel:    "debug",
+
+		ContainerdSocket: env.ContainerdSocket,
 	}
 }
 
@@ -294,7 +299,10 @@ type RecordedCall struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns"`
-	Network     string `json:"network"`
+	// NetnsInode is the inode of the namespace that Netns named during the
+	// call, 0 when it named none.
+	NetnsInode uint64 `json:"netnsInode"`
+	Network    string `json:"network"`
 }
 
 // RecordedCalls returns the calls in a record file.

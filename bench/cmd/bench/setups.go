@@ -21,6 +21,7 @@ const (
 	keyBuiltin  = "builtin"
 	keySync     = "nri-cni-sync"
 	keyAsync    = "nri-cni-async"
+	keyHook     = "nri-cni-hook"
 	keyNoNet    = "nri-cni-none"
 )
 
@@ -36,10 +37,11 @@ type setup struct {
 	network *framework.Network
 }
 
-// newSetups starts the five environments: (a) the baseline with eth0 only,
+// newSetups starts the six environments: (a) the baseline with eth0 only,
 // (b) the CRI attaching X itself, (c) nri-cni attaching X in sync and in
-// async mode, and (d) nri-cni with no network. Setup (d) shows the cost of
-// nri-cni's hooks and their NRI round trips without any CNI work.
+// async mode, both with the early attach, and in sync mode without it, and
+// (d) nri-cni with no network. Setup (d) shows the cost of nri-cni's hooks
+// and their NRI round trips without any CNI work.
 func newSetups(r *runner) []*setup {
 	baseline := &setup{
 		key:         keyBaseline,
@@ -63,9 +65,12 @@ func newSetups(r *runner) []*setup {
 	r.CheckInterrupt()
 	async := newNRICNISetup(r, keyAsync, "(c-async) nri-cni async", config.AttachAsync, true)
 	r.CheckInterrupt()
+	hook := newNRICNISetup(r, keyHook, "(c-hook) nri-cni sync, no early attach", config.AttachSync, true)
+	hook.description = "as (c-sync) with containerdSocket empty: the ADD starts in RunPodSandbox"
+	r.CheckInterrupt()
 	none := newNRICNISetup(r, keyNoNet, "(d) nri-cni, no network", config.AttachSync, false)
 	none.description = "containerd's CRI gives eth0, nri-cni runs its hooks with an empty conf dir"
-	return []*setup{baseline, builtin, sync, async, none}
+	return []*setup{baseline, builtin, sync, async, hook, none}
 }
 
 // newNRICNISetup starts an environment with nri-cni in attach mode mode and,
@@ -82,6 +87,9 @@ func newNRICNISetup(r *runner, key, label, mode string, withNetwork bool) *setup
 	cfg.CNIBinDirs = []string{env.Paths.CNIBin}
 	cfg.LogLevel = "info"
 	cfg.AttachMode = mode
+	if key == keyHook {
+		cfg.ContainerdSocket = ""
+	}
 	return &setup{
 		key:         key,
 		label:       label,

@@ -10,13 +10,14 @@
 //	sleepAdd    Go duration to sleep in ADD before it returns, e.g. "2s"
 //	sleepDel    Go duration to sleep in DEL before it returns
 //
-// It changes nothing in the network namespace.
+// It records the inode of the netns it is given and changes nothing in it.
 package main
 
 import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -31,7 +32,10 @@ type Call struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns"`
-	Network     string `json:"network"`
+	// NetnsInode is the inode of the namespace that Netns names, which
+	// tells namespaces apart whatever path names them; 0 when none does.
+	NetnsInode uint64 `json:"netnsInode"`
+	Network    string `json:"network"`
 }
 
 type netConf struct {
@@ -96,6 +100,7 @@ func record(conf *netConf, command string, args *skel.CmdArgs) error {
 		ContainerID: args.ContainerID,
 		IfName:      args.IfName,
 		Netns:       args.Netns,
+		NetnsInode:  inode(args.Netns),
 		Network:     conf.Name,
 	})
 	if err != nil {
@@ -113,6 +118,21 @@ func record(conf *netConf, command string, args *skel.CmdArgs) error {
 		return fmt.Errorf("failed to close record file %q: %w", conf.RecordFile, err)
 	}
 	return nil
+}
+
+// inode returns the inode of the file at path, or 0 when there is none.
+func inode(path string) uint64 {
+	if path == "" {
+		return 0
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
 
 func cmdAdd(args *skel.CmdArgs) error {

@@ -1,0 +1,180 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/nri-cni/nri-cni/config"
+)
+
+func TestEarlyAttachStandsAtRunPodSandbox(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha", "beta"}, nil)
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	env.wait()
+	want := []string{"ADD alpha net1", "ADD beta net2"}
+	if got := env.runner.ops(); !slices.Equal(got, want) {
+		t.Fatalf("calls of the early attach = %v, want %v", got, want)
+	}
+
+	if err := env.plugin.RunPodSandbox(context.Background(), env.pod("sb1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.runner.ops(); !slices.Equal(got, want) {
+		t.Errorf("calls after RunPodSandbox = %v, want only the early %v", got, want)
+	}
+	if sb := env.store.get("sb1"); sb == nil || !sb.Complete() {
+		t.Errorf("record = %+v, want a complete one", sb)
+	}
+	if env.plugin.sandboxes.isEarly("sb1") {
+		t.Error("sandbox is still marked early after RunPodSandbox")
+	}
+}
+
+func TestEarlyAttachThatDiffersIsReplaced(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha", "beta"}, nil)
+	env.plugin.SandboxCreated(env.pod("sb1", map[string]string{config.NetworksAnnotation: "alpha"}))
+	env.wait()
+
+	pod := env.pod("sb1", map[string]string{config.NetworksAnnotation: "beta@data0"})
+	if err := env.plugin.RunPodSandbox(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ADD alpha net1", "DEL alpha net1", "ADD beta data0"}
+	if got := env.runner.ops(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+	sb := env.store.get("sb1")
+	if sb == nil || len(sb.Attachments) != 1 || sb.Attachments[0].Network != "beta" {
+		t.Errorf("record = %+v, want beta only", sb)
+	}
+}
+
+func TestEarlyAttachAfterRunPodSandboxDoesNothing(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	pod := env.pod("sb1", nil)
+	if err := env.plugin.RunPodSandbox(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	env.plugin.SandboxCreated(pod)
+	env.wait()
+	if got := env.runner.ops(); !slices.Equal(got, []string{"ADD alpha net1"}) {
+		t.Errorf("calls = %v, want the one ADD of RunPodSandbox", got)
+	}
+}
+
+func TestEarlyAttachSkipsHostNetworkPod(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	env.plugin.SandboxCreated(hostPod("h1"))
+	env.wait()
+	if calls := env.runner.ops(); len(calls) != 0 {
+		t.Errorf("CNI calls = %v, want none", calls)
+	}
+}
+
+func TestEarlyAttachOfDeletedSandboxIsDetached(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go env.plugin.Run(ctx)
+
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	env.wait()
+	// A Synchronize before RunPodSandbox does not take the pod for gone.
+	if _, err := env.plugin.Synchronize(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	env.plugin.SandboxDeleted("sb1")
+	waitFor(t, "the record of the deleted sandbox to go", func() bool { return env.store.get("sb1") == nil })
+	if got, want := env.runner.ops(), []string{"ADD alpha net1", "DEL alpha net1"}; !slices.Equal(got, want) {
+		t.Errorf("calls = %v, want %v", got, want)
+	}
+}
+
+func TestSynchronizeKeepsEarlyAttach(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	ctx := context.Background()
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	env.wait()
+	if _, err := env.plugin.Synchronize(ctx, []*api.PodSandbox{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	env.plugin.repairOnce(ctx)
+	if err := env.plugin.RunPodSandbox(ctx, env.pod("sb1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	env.plugin.repairOnce(ctx)
+	if got := env.runner.ops(); !slices.Equal(got, []string{"ADD alpha net1"}) {
+		t.Errorf("calls = %v, want only the early ADD", got)
+	}
+	if env.store.get("sb1") == nil {
+		t.Error("record of the running pod was deleted")
+	}
+}
+
+func TestRunPodSandboxCancelsQueuedTeardown(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	ctx := context.Background()
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	env.wait()
+	// As after a restart, which forgets the early mark: Synchronize queues
+	// the pod, and its RunPodSandbox comes before the repair runs.
+	env.plugin.sandboxes.takeEarly("sb1")
+	if _, err := env.plugin.Synchronize(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.plugin.RunPodSandbox(ctx, env.pod("sb1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	env.plugin.repairOnce(ctx)
+	if env.store.get("sb1") == nil {
+		t.Errorf("record of the running pod was deleted; calls %v", env.runner.ops())
+	}
+}
+
+func TestAsyncEarlyAttachIsCheckedAtCreateContainer(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, asyncMode)
+	ctx := context.Background()
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	pod := env.pod("sb1", nil)
+	if err := env.plugin.RunPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := env.plugin.CreateContainer(ctx, pod, container("c1", &env.netns)); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.runner.ops(); !slices.Equal(got, []string{"ADD alpha net1"}) {
+		t.Errorf("calls = %v, want one ADD", got)
+	}
+	if env.plugin.sandboxes.isEarly("sb1") {
+		t.Error("sandbox is still marked early after its first CreateContainer")
+	}
+}
+
+func TestFailedEarlyAttachFailsRunPodSandbox(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	env.runner.failAdd["alpha"] = errPlugin
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	env.wait()
+
+	err := env.plugin.RunPodSandbox(context.Background(), env.pod("sb1", nil))
+	if !errors.Is(err, errPlugin) {
+		t.Fatalf("RunPodSandbox error = %v, want the early ADD's", err)
+	}
+	want := []string{"ADD alpha net1", "DEL alpha net1"}
+	if got := env.runner.ops(); !slices.Equal(got, want) {
+		t.Errorf("calls = %v, want the early ADD and its rollback only: %v", got, want)
+	}
+	if env.store.len() != 0 {
+		t.Errorf("state records = %d, want 0", env.store.len())
+	}
+
+	// The kubelet retries the sandbox, and the next attach runs again.
+	delete(env.runner.failAdd, "alpha")
+	if err := env.plugin.RunPodSandbox(context.Background(), env.pod("sb1", nil)); err != nil {
+		t.Fatalf("second RunPodSandbox: %v", err)
+	}
+}
