@@ -23,7 +23,7 @@ import (
 // Size of the whole image and its resolution.
 const (
 	width  = 16 * vg.Inch
-	height = 10 * vg.Inch
+	height = 12 * vg.Inch
 	dpi    = 96
 )
 
@@ -37,7 +37,9 @@ var palette = []color.NRGBA{
 	{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, // built-in
 	{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, // nri-cni sync
 	{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, // nri-cni async
+	{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff}, // nri-cni sync without the early attach
 	{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, // nri-cni without a network
+	{R: 0xaa, G: 0xaa, B: 0xaa, A: 0xff}, // baseline started last
 	{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, // floor
 }
 
@@ -192,7 +194,12 @@ func latencyPlot(title string, categories []category) (*plot.Plot, error) {
 	p.Y.Tick.Label.Font.Size = vg.Points(10)
 	p.X.Tick.Marker = wholeTicks{}
 	if clipped > 0 {
-		p.X.Label.Text = fmt.Sprintf("milliseconds (%d samples above %.0f ms drawn at %.0f ms; a triangle marks the p95)", clipped, limit, limit)
+		noun := "samples"
+		if clipped == 1 {
+			noun = "sample"
+		}
+		p.X.Label.Text = fmt.Sprintf("milliseconds (%d %s above %.0f ms drawn at %.0f ms; a triangle marks the p95)",
+			clipped, noun, limit, limit)
 	} else {
 		p.X.Label.Text = "milliseconds (a triangle marks the p95)"
 	}

@@ -314,6 +314,7 @@ func (s *sampleSet) runPod(ctx context.Context, p *plugin.Plugin, rec *recorder,
 	// and removes the pin right after it, while the detach runs.
 	ns.StopProcess()
 	rec.reset()
+	stopped := time.Now()
 	took, err = timeHook(cpu, childrenCPU, func() error { return p.StopPodSandbox(ctx, pod) })
 	if err != nil {
 		return fmt.Errorf("failed to run StopPodSandbox of pod %s: %w", pod.Name, err)
@@ -321,14 +322,13 @@ func (s *sampleSet) runPod(ctx context.Context, p *plugin.Plugin, rec *recorder,
 	if err := ns.Delete(); err != nil {
 		return err
 	}
-	waited, err := timeHook(cpu, childrenCPU, func() error { return p.Wait(ctx) })
-	if err != nil {
+	if _, err := timeHook(cpu, childrenCPU, func() error { return p.Wait(ctx) }); err != nil {
 		return fmt.Errorf("failed to wait for the detach of pod %s: %w", pod.Name, err)
 	}
+	done := time.Since(stopped)
 	if len(rec.dels) != 1 || len(rec.deletes) != 1 {
 		return fmt.Errorf("the detach of pod %s ran %d DELs and %d record deletes, expected 1 and 1", pod.Name, len(rec.dels), len(rec.deletes))
 	}
-	done := took + waited
 	s.detachHook = append(s.detachHook, milliseconds(took))
 	s.detachDone = append(s.detachDone, milliseconds(done))
 	s.del = append(s.del, milliseconds(rec.dels[0]))

@@ -73,6 +73,10 @@ type Split struct {
 	// HookMs is that of the setup without the early attach, when the run
 	// has one.
 	HookMs *float64 `json:"hookMs,omitempty"`
+	// ControlMs is (a') - (a), the second baseline started last minus the
+	// first, when the run has it: the part of NRIMs that the order of the
+	// environments alone explains.
+	ControlMs *float64 `json:"controlMs,omitempty"`
 	// FloorMs is the raw libcni ADD or DEL that the metric includes, or 0.
 	FloorMs float64 `json:"floorMs"`
 }
@@ -126,7 +130,8 @@ func (r *Report) Analyze() error {
 		r.addBurstRatios(baseline, builtin, c)
 	}
 	if none := r.Setup("nri-cni-none"); none != nil {
-		r.addSplits(baseline, none, r.Setup("nri-cni-sync"), r.Setup("nri-cni-async"), r.Setup("nri-cni-hook"))
+		r.addSplits(baseline, none, r.Setup("nri-cni-sync"), r.Setup("nri-cni-async"), r.Setup("nri-cni-hook"),
+			r.Setup("baseline-last"))
 	}
 	r.addTargets()
 	return nil
@@ -149,7 +154,7 @@ func (r *Report) sequentialMetrics() []sequentialMetric {
 	}
 }
 
-func (r *Report) addSplits(a, d, sync, async, hook *Setup) {
+func (r *Report) addSplits(a, d, sync, async, hook, control *Setup) {
 	for _, metric := range r.sequentialMetrics() {
 		sa, sd := metric.samples(a), metric.samples(d)
 		floor := 0.0
@@ -163,13 +168,17 @@ func (r *Report) addSplits(a, d, sync, async, hook *Setup) {
 			// A round removes its pods in the order it started them.
 			few, many = late, early
 		}
-		var hookMs *float64
+		var hookMs, controlMs *float64
 		if hook != nil {
 			hookMs = stats.Finite(stats.Median(stats.PairedDifferences(metric.samples(hook), sd)))
+		}
+		if control != nil {
+			controlMs = stats.Finite(stats.Median(stats.PairedDifferences(metric.samples(control), sa)))
 		}
 		r.Splits = append(r.Splits, Split{
 			Metric:        metric.name,
 			HookMs:        hookMs,
+			ControlMs:     controlMs,
 			NRIMs:         stats.Median(nri),
 			NRIFewPodsMs:  stats.Median(few),
 			NRIManyPodsMs: stats.Median(many),

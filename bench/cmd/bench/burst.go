@@ -23,11 +23,12 @@ type burstSamples struct {
 }
 
 // burstSetups returns the setups that the bursts compare: all but the one
-// without a network, which only explains the sequential figures.
+// without a network and the second baseline, which only explain the
+// sequential figures.
 func burstSetups(setups []*setup) []*setup {
 	var selected []*setup
 	for _, s := range setups {
-		if s.key != keyNoNet {
+		if s.key != keyNoNet && s.key != keyControl {
 			selected = append(selected, s)
 		}
 	}

@@ -102,7 +102,7 @@ func run(r *runner, opts options) int {
 		Repository: paths.Root,
 	})
 
-	r.Progressf("starting six containerds: baseline, built-in, nri-cni sync, async, sync without early attach, and with no network")
+	r.Progressf("starting seven containerds: baseline, built-in, nri-cni sync, async, sync without early attach, with no network, and a second baseline")
 	setups := newSetups(r)
 	baseline := setups[0]
 	rss0 := map[string]int64{}

@@ -18,6 +18,9 @@ const networkName = "x"
 // Setup keys, in the order of the report.
 const (
 	keyBaseline = "baseline"
+	// keyControl is a second baseline, started last: the difference to the
+	// first is what the order of the environments alone costs.
+	keyControl = "baseline-last"
 	keyBuiltin  = "builtin"
 	keySync     = "nri-cni-sync"
 	keyAsync    = "nri-cni-async"
@@ -37,11 +40,14 @@ type setup struct {
 	network *framework.Network
 }
 
-// newSetups starts the six environments: (a) the baseline with eth0 only,
+// newSetups starts the seven environments: (a) the baseline with eth0 only,
 // (b) the CRI attaching X itself, (c) nri-cni attaching X in sync and in
-// async mode, both with the early attach, and in sync mode without it, and
-// (d) nri-cni with no network. Setup (d) shows the cost of nri-cni's hooks
-// and their NRI round trips without any CNI work.
+// async mode, both with the early attach, and in sync mode without it, (d)
+// nri-cni with no network, and (a') a second baseline. Setup (d) shows the
+// cost of nri-cni's hooks and their NRI round trips without any CNI work.
+// An environment started later was slower in earlier runs, more so with
+// many pods running, so (a') - (a) shows how much of a difference the order
+// alone makes.
 func newSetups(r *runner) []*setup {
 	baseline := &setup{
 		key:         keyBaseline,
@@ -70,7 +76,14 @@ func newSetups(r *runner) []*setup {
 	r.CheckInterrupt()
 	none := newNRICNISetup(r, keyNoNet, "(d) nri-cni, no network", config.AttachSync, false)
 	none.description = "containerd's CRI gives eth0, nri-cni runs its hooks with an empty conf dir"
-	return []*setup{baseline, builtin, sync, async, hook, none}
+	r.CheckInterrupt()
+	control := &setup{
+		key:         keyControl,
+		label:       "(a') baseline, started last",
+		description: "as (a), its environment started after all others",
+		env:         framework.New(r),
+	}
+	return []*setup{baseline, builtin, sync, async, hook, none, control}
 }
 
 // newNRICNISetup starts an environment with nri-cni in attach mode mode and,
