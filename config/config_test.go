@@ -290,6 +290,8 @@ func TestParseInvalidValues(t *testing.T) {
 		{"relative-nri-socket", "nriSocket: nri.sock", "nriSocket", `"nri.sock"`},
 		{"empty-nri-socket", `nriSocket: ""`, "nriSocket", "empty"},
 		{"nri-socket-not-string", "nriSocket: [a]", "nriSocket", `["a"]`},
+		{"relative-containerd-socket", "containerdSocket: containerd.sock", "containerdSocket", `"containerd.sock"`},
+		{"containerd-socket-not-string", "containerdSocket: 5", "containerdSocket", "5"},
 		{"relative-conf-dir", "cniConfDir: net.d", "cniConfDir", `"net.d"`},
 		{"cri-conf-dir", "cniConfDir: /etc/cni/net.d", "cniConfDir", `"/etc/cni/net.d"`},
 		{"cri-conf-dir-trailing-slash", "cniConfDir: /etc/cni/net.d/", "cniConfDir",
@@ -515,5 +517,18 @@ func TestParseRejectsDuplicateKey(t *testing.T) {
 	_, err := Parse([]byte("logLevel: info\nlogLevel: debug\n"), "test")
 	if err == nil || !strings.Contains(err.Error(), "logLevel") {
 		t.Errorf("error = %v, want one naming the duplicate key logLevel", err)
+	}
+}
+
+func TestEmptyContainerdSocketTurnsEarlyAttachOff(t *testing.T) {
+	cfg, err := Parse([]byte(`containerdSocket: ""`+"\n"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ContainerdSocket != "" {
+		t.Errorf("containerdSocket = %q, want empty", cfg.ContainerdSocket)
+	}
+	if got := Default().ContainerdSocket; got != "/run/containerd/containerd.sock" {
+		t.Errorf("default containerdSocket = %q, want containerd's /run/containerd/containerd.sock", got)
 	}
 }
