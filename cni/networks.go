@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/utils"
+	"github.com/containernetworking/cni/pkg/version"
 )
 
 // ConfExtensions are the file name endings read from the conf dir.
@@ -164,6 +166,10 @@ func loadFile(path string) (string, *libcni.NetworkConfigList, error) {
 	if len(list.Plugins) == 0 {
 		return name, nil, fmt.Errorf("network %q has no plugins", name)
 	}
+	if list.CNIVersion != "" && !slices.Contains(version.All.SupportedVersions(), list.CNIVersion) {
+		return name, nil, fmt.Errorf("network %q has cniVersion %q, which libcni does not support: use one of %s",
+			name, list.CNIVersion, strings.Join(version.All.SupportedVersions(), ", "))
+	}
 	for i, p := range list.Plugins {
 		if p.Network.Type == "" {
 			return name, nil, fmt.Errorf("plugin %d of network %q has no type", i, name)
@@ -172,11 +178,19 @@ func loadFile(path string) (string, *libcni.NetworkConfigList, error) {
 	return name, list, nil
 }
 
+// checkBinaries checks that the binary of every plugin of a list, and of
+// every IPAM plugin they delegate to, is in binDirs. A missing IPAM binary
+// would fail every ADD and also the DEL of the rollback.
 func checkBinaries(list *libcni.NetworkConfigList, binDirs []string) error {
 	for _, p := range list.Plugins {
-		if _, err := invoke.FindInPath(p.Network.Type, binDirs); err != nil {
-			return fmt.Errorf("plugin binary %q of network %q not found in %s: install it there "+
-				"or add its folder to cniBinDirs", p.Network.Type, list.Name, strings.Join(binDirs, ", "))
+		for _, binary := range []string{p.Network.Type, p.Network.IPAM.Type} {
+			if binary == "" {
+				continue
+			}
+			if _, err := invoke.FindInPath(binary, binDirs); err != nil {
+				return fmt.Errorf("plugin binary %q of network %q not found in %s: install it there "+
+					"or add its folder to cniBinDirs", binary, list.Name, strings.Join(binDirs, ", "))
+			}
 		}
 	}
 	return nil

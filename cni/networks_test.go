@@ -254,6 +254,13 @@ func TestLoadNetworksBadFiles(t *testing.T) {
 			reason:  "unexpected end of JSON input",
 		},
 		{
+			name:    "unsupported-cni-version",
+			file:    "20-bad.conflist",
+			content: `{"cniVersion":"9.9.9","name":"bad","plugins":[{"type":"fake-bridge"}]}`,
+			reason:  `cniVersion "9.9.9"`,
+			network: "bad",
+		},
+		{
 			name:    "invalid-json-conflist",
 			file:    "20-bad.conflist",
 			content: `{"cniVersion": "1.0.0" "name": "bad"}`,
@@ -386,6 +393,21 @@ func TestLoadNetworksMissingBinaryNamesBinDirs(t *testing.T) {
 	}
 	if !strings.Contains(nets.Errors[0].Error(), "cniBinDirs") {
 		t.Errorf("error %q does not name the key to fix", nets.Errors[0])
+	}
+}
+
+func TestLoadNetworksMissingIPAMBinary(t *testing.T) {
+	confDir := t.TempDir()
+	writeFiles(t, confDir, map[string]string{
+		"10-bad.conf": `{"cniVersion":"1.0.0","name":"bad","type":"fake-bridge","ipam":{"type":"fake-absent-ipam"}}`,
+	})
+	nets := loadNetworks(t, confDir, fakeBinDir(t, "fake-bridge"))
+
+	if len(nets.Errors) != 1 || !strings.Contains(nets.Errors[0].Error(), `"fake-absent-ipam"`) {
+		t.Fatalf("Errors = %v, want one naming the IPAM binary fake-absent-ipam", nets.Errors)
+	}
+	if _, err := nets.Get("bad"); !errors.Is(err, ErrInvalidNetwork) {
+		t.Errorf("Get of the network with a missing IPAM binary: %v, want ErrInvalidNetwork", err)
 	}
 }
 

@@ -8,6 +8,21 @@ import (
 	"github.com/nri-cni/nri-cni/e2e/framework"
 )
 
+// verifiedMessage is what nri-cni logs once the containerd at its
+// containerdSocket has shown that it runs the pods of NRI.
+const verifiedMessage = "containerd at containerdSocket runs the pods of NRI; attaching pods early"
+
+// verifyContainerd runs and removes one pod, whose RunPodSandbox shows
+// nri-cni that the containerd it follows is the one that sends NRI events.
+// Pods started after it attach early.
+func verifyContainerd(t *testing.T, env *framework.Env, nriCNI *framework.Process) {
+	t.Helper()
+	before := len(framework.LogEntries(nriCNI.Log(), verifiedMessage))
+	pod := env.MustRunPod(framework.PodConfig{Name: "verify"})
+	waitForEntries(t, nriCNI, verifiedMessage, before+1, 5*time.Second)
+	removePod(t, env, pod.ID)
+}
+
 // attachedEarly reports whether an "attached network" entry comes from an
 // attach that started when the CRI created the pod's pause container.
 func attachedEarly(entry framework.LogEntry) bool {
@@ -24,6 +39,7 @@ func TestEarlyAttachBeforeRunPodSandbox(t *testing.T) {
 	env.WriteNetwork(red)
 	nriCNI := env.StartNRICNI(env.NRICNIConfig())
 	waitForEntry(t, nriCNI, "following containerd's sandboxes", nil, 10*time.Second)
+	verifyContainerd(t, env, nriCNI)
 
 	cases := []struct {
 		name        string
@@ -74,6 +90,7 @@ func TestEarlyAttachOfFailedSandboxIsDetached(t *testing.T) {
 	env.WriteNetwork(network)
 	nriCNI := env.StartNRICNI(env.NRICNIConfig())
 	waitForEntry(t, nriCNI, "following containerd's sandboxes", nil, 10*time.Second)
+	verifyContainerd(t, env, nriCNI)
 
 	// runc fails to write a sysctl that does not exist while it creates the
 	// pause task, after the CRI has created the pause container: the CRI
@@ -83,9 +100,14 @@ func TestEarlyAttachOfFailedSandboxIsDetached(t *testing.T) {
 		t.Fatal("crictl runp with an unknown sysctl succeeded, want runc to fail")
 	}
 	removeFailedSandboxes(t, env)
-	attached := framework.LogEntries(nriCNI.Log(), "attached network")
+	var attached []framework.LogEntry
+	for _, entry := range framework.LogEntries(nriCNI.Log(), "attached network") {
+		if attachedEarly(entry) {
+			attached = append(attached, entry)
+		}
+	}
 	switch {
-	case len(attached) == 1 && attachedEarly(attached[0]):
+	case len(attached) == 1:
 		deleted := waitForEntry(t, nriCNI, "pause container of recorded pod is deleted; detaching", nil, 5*time.Second)
 		if deleted.String("sandboxID") != attached[0].String("sandboxID") {
 			t.Errorf("detached sandbox %s, want the early one %s", deleted.String("sandboxID"), attached[0].String("sandboxID"))
@@ -152,9 +174,11 @@ func TestEarlyAttachAfterContainerdRestart(t *testing.T) {
 
 	env.StopContainerd()
 	env.StartContainerd()
-	// nri-cni connects to the new containerd's events and NRI by itself.
+	// nri-cni connects to the new containerd's events and NRI by itself,
+	// and verifies the new containerd again.
 	waitForEntries(t, nriCNI, "following containerd's sandboxes", 2, 15*time.Second)
 	waitForEntries(t, nriCNI, "connected", 2, 15*time.Second)
+	verifyContainerd(t, env, nriCNI)
 
 	pod := env.MustRunPod(framework.PodConfig{})
 	if attached := waitForLog(t, nriCNI, "attached network", pod.ID, 5*time.Second); !attachedEarly(attached) {
@@ -162,4 +186,38 @@ func TestEarlyAttachAfterContainerdRestart(t *testing.T) {
 	}
 	removePod(t, env, pod.ID)
 	requireNoLeftovers(t, env, 5*time.Second, "after the pod was removed", network)
+}
+
+// TestOtherContainerdAttachesNothingEarly points containerdSocket at a
+// second containerd, whose NRI socket nri-cni does not dial. Its pods must
+// get no network, and nri-cni must log which key to fix.
+func TestOtherContainerdAttachesNothingEarly(t *testing.T) {
+	t.Parallel()
+	env := framework.New(t)
+	other := framework.New(t)
+	network := blueNetwork(env)
+	env.WriteNetwork(network)
+	config := env.NRICNIConfig()
+	config.ContainerdSocket = other.ContainerdSocket
+	nriCNI := env.StartNRICNI(config)
+	waitForEntry(t, nriCNI, "following containerd's sandboxes", nil, 10*time.Second)
+
+	foreign := other.MustRunPod(framework.PodConfig{Name: "foreign"})
+	for i := range 3 {
+		pod := env.MustRunPod(framework.PodConfig{})
+		if attached := waitForLog(t, nriCNI, "attached network", pod.ID, 5*time.Second); attachedEarly(attached) {
+			t.Errorf("pod %d attached early from another containerd's events: %v", i, attached)
+		}
+		removePod(t, env, pod.ID)
+	}
+	waitForEntry(t, nriCNI, "containerd at containerdSocket reported none of the last pods of NRI, so pods attach "+
+		"in RunPodSandbox: set containerdSocket to the socket of the containerd whose NRI socket is nriSocket", nil, 5*time.Second)
+	if got := entriesFor(nriCNI, "attached network", foreign.ID); len(got) != 0 {
+		t.Errorf("the other containerd's pod got networks: %v", got)
+	}
+	if entries := framework.LogEntries(nriCNI.Log(), verifiedMessage); len(entries) != 0 {
+		t.Errorf("nri-cni took the other containerd for NRI's: %v", entries)
+	}
+	removePod(t, other, foreign.ID)
+	requireNoLeftovers(t, env, 5*time.Second, "after the pods were removed", network)
 }

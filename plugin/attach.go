@@ -65,7 +65,11 @@ func (p *Plugin) startAttach(ctx context.Context, pod *api.PodSandbox, log *zap.
 	}
 	if p.sandboxes.isEarly(pod.GetId()) {
 		// The early attach holds the lock, and the first CreateContainer
-		// checks it against this pod.
+		// checks it against this pod. An invalid selection still fails
+		// the sandbox here.
+		if _, _, err := p.checkPod(pod); err != nil {
+			return podErrorf(pod, "%w", err)
+		}
 		log.Debug("pod networks are attached early")
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/containerd/nri/pkg/api"
 	"go.uber.org/zap"
@@ -26,7 +27,7 @@ func (p *Plugin) SandboxCreated(pod *api.PodSandbox) {
 		return
 	}
 	id := pod.GetId()
-	if !p.sandboxes.markEarly(id) {
+	if !p.gate.created(id) || !p.sandboxes.markEarly(id) {
 		return
 	}
 	log := podLogger(p.log, pod).With(zap.Bool("early", true))
@@ -65,6 +66,7 @@ func (p *Plugin) SandboxCreated(pod *api.PodSandbox) {
 // pod that RunPodSandbox never reached, such as one whose pause task failed
 // to start, this is the only sign that it is gone.
 func (p *Plugin) SandboxDeleted(id string) {
+	p.gate.deleted(id)
 	early := p.sandboxes.takeEarly(id)
 	p.sandboxes.takeFailure(id)
 	sb := p.sandboxes.get(id)
@@ -81,17 +83,12 @@ func (p *Plugin) SandboxDeleted(id string) {
 // that the pod would get now: its netns, networks, interface names, configs
 // or CNI_ARGS.
 func (p *Plugin) checkEarly(pod *api.PodSandbox, sb *state.Sandbox) error {
-	entry, _ := podNetNSPath(pod)
-	netns, err := resolveNetNS(pod, entry, p.host)
+	netns, targets, err := p.checkPod(pod)
 	if err != nil {
 		return err
 	}
 	if netns != sb.NetNS {
 		return fmt.Errorf("pod has netns %s, attached early in %s", netns, sb.NetNS)
-	}
-	targets, _, err := selectNetworks(pod, p.Config(), p.networks.Load())
-	if err != nil {
-		return err
 	}
 	if len(targets) != len(sb.Attachments) {
 		return fmt.Errorf("pod selects %d networks, %d attached early", len(targets), len(sb.Attachments))
@@ -111,4 +108,106 @@ func (p *Plugin) checkEarly(pod *api.PodSandbox, sb *state.Sandbox) error {
 		}
 	}
 	return nil
+}
+
+// Subscribed starts a new check of the containerd behind containerdSocket,
+// which after a restart of containerd may be another one.
+func (p *Plugin) Subscribed() {
+	p.gate.reset()
+}
+
+// unseenLimit is how many pods of NRI the watched containerd may miss in a
+// row before nri-cni warns that containerdSocket names another containerd.
+const unseenLimit = 3
+
+// earlyGate keeps the early attach off until the containerd behind
+// containerdSocket has shown that it is the runtime that sends the NRI
+// events: until the RunPodSandbox of a pod whose pause container it
+// reported. A containerdSocket of another containerd, such as the host's
+// next to a second one whose NRI socket nri-cni dials, would otherwise give
+// networks to pods that no NRI event ever names.
+type earlyGate struct {
+	mu         sync.Mutex
+	subscribed bool
+	verified   bool
+	// seen holds the sandboxes reported while not verified.
+	seen   map[string]bool
+	unseen int
+}
+
+func (g *earlyGate) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.subscribed, g.verified = true, false
+	g.seen = make(map[string]bool)
+	g.unseen = 0
+}
+
+// created reports whether a new sandbox may attach early, and otherwise
+// remembers it for the check.
+func (g *earlyGate) created(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.verified {
+		return true
+	}
+	if g.seen == nil {
+		g.seen = make(map[string]bool)
+	}
+	g.seen[id] = true
+	return false
+}
+
+func (g *earlyGate) deleted(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.seen, id)
+}
+
+// ran checks the watched containerd against a pod that NRI reports at
+// RunPodSandbox. It returns whether this pod verified it, and whether this
+// pod is the unseenLimit-th in a row that it did not report.
+func (g *earlyGate) ran(id string) (verified, mismatch bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.verified || !g.subscribed {
+		return false, false
+	}
+	if g.seen[id] {
+		g.verified, g.seen = true, nil
+		return true, false
+	}
+	g.unseen++
+	return false, g.unseen == unseenLimit
+}
+
+// checkRuntime lets the RunPodSandbox of pod verify the containerd behind
+// containerdSocket, and logs the outcome once.
+func (p *Plugin) checkRuntime(pod *api.PodSandbox) {
+	verified, mismatch := p.gate.ran(pod.GetId())
+	switch {
+	case verified:
+		p.log.Info("containerd at containerdSocket runs the pods of NRI; attaching pods early",
+			zap.String("containerdSocket", p.Config().ContainerdSocket), zap.String("sandboxID", pod.GetId()))
+	case mismatch:
+		p.log.Warn("containerd at containerdSocket reported none of the last pods of NRI, so pods attach "+
+			"in RunPodSandbox: set containerdSocket to the socket of the containerd whose NRI socket is nriSocket",
+			zap.String("containerdSocket", p.Config().ContainerdSocket),
+			zap.String("nriSocket", p.Config().NRISocket), zap.Int("pods", unseenLimit))
+	}
+}
+
+// checkPod returns the netns and the networks of a pod, or the error that
+// its attach would fail with before any CNI call.
+func (p *Plugin) checkPod(pod *api.PodSandbox) (string, []target, error) {
+	entry, _ := podNetNSPath(pod)
+	netns, err := resolveNetNS(pod, entry, p.host)
+	if err != nil {
+		return "", nil, fmt.Errorf("failed to find network namespace: %w", err)
+	}
+	targets, _, err := selectNetworks(pod, p.Config(), p.networks.Load())
+	if err != nil {
+		return "", nil, fmt.Errorf("failed to select networks: %w", err)
+	}
+	return netns, targets, nil
 }

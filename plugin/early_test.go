@@ -3,7 +3,9 @@ package plugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/nri/pkg/api"
@@ -11,8 +13,20 @@ import (
 	"github.com/nri-cni/nri-cni/config"
 )
 
+// newEarlyEnv returns a test env whose plugin has verified the containerd
+// of its sandbox events, so that pods attach early.
+func newEarlyEnv(t *testing.T, networks []string, mutate func(*config.Config)) *testEnv {
+	t.Helper()
+	env := newTestEnv(t, networks, mutate)
+	env.plugin.Subscribed()
+	env.plugin.gate.mu.Lock()
+	env.plugin.gate.verified = true
+	env.plugin.gate.mu.Unlock()
+	return env
+}
+
 func TestEarlyAttachStandsAtRunPodSandbox(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha", "beta"}, nil)
+	env := newEarlyEnv(t, []string{"alpha", "beta"}, nil)
 	env.plugin.SandboxCreated(env.pod("sb1", nil))
 	env.wait()
 	want := []string{"ADD alpha net1", "ADD beta net2"}
@@ -35,7 +49,7 @@ func TestEarlyAttachStandsAtRunPodSandbox(t *testing.T) {
 }
 
 func TestEarlyAttachThatDiffersIsReplaced(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha", "beta"}, nil)
+	env := newEarlyEnv(t, []string{"alpha", "beta"}, nil)
 	env.plugin.SandboxCreated(env.pod("sb1", map[string]string{config.NetworksAnnotation: "alpha"}))
 	env.wait()
 
@@ -54,7 +68,7 @@ func TestEarlyAttachThatDiffersIsReplaced(t *testing.T) {
 }
 
 func TestEarlyAttachAfterRunPodSandboxDoesNothing(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha"}, nil)
+	env := newEarlyEnv(t, []string{"alpha"}, nil)
 	pod := env.pod("sb1", nil)
 	if err := env.plugin.RunPodSandbox(context.Background(), pod); err != nil {
 		t.Fatal(err)
@@ -67,7 +81,7 @@ func TestEarlyAttachAfterRunPodSandboxDoesNothing(t *testing.T) {
 }
 
 func TestEarlyAttachSkipsHostNetworkPod(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha"}, nil)
+	env := newEarlyEnv(t, []string{"alpha"}, nil)
 	env.plugin.SandboxCreated(hostPod("h1"))
 	env.wait()
 	if calls := env.runner.ops(); len(calls) != 0 {
@@ -76,7 +90,7 @@ func TestEarlyAttachSkipsHostNetworkPod(t *testing.T) {
 }
 
 func TestEarlyAttachOfDeletedSandboxIsDetached(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha"}, nil)
+	env := newEarlyEnv(t, []string{"alpha"}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go env.plugin.Run(ctx)
@@ -95,7 +109,7 @@ func TestEarlyAttachOfDeletedSandboxIsDetached(t *testing.T) {
 }
 
 func TestSynchronizeKeepsEarlyAttach(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha"}, nil)
+	env := newEarlyEnv(t, []string{"alpha"}, nil)
 	ctx := context.Background()
 	env.plugin.SandboxCreated(env.pod("sb1", nil))
 	env.wait()
@@ -116,7 +130,7 @@ func TestSynchronizeKeepsEarlyAttach(t *testing.T) {
 }
 
 func TestRunPodSandboxCancelsQueuedTeardown(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha"}, nil)
+	env := newEarlyEnv(t, []string{"alpha"}, nil)
 	ctx := context.Background()
 	env.plugin.SandboxCreated(env.pod("sb1", nil))
 	env.wait()
@@ -136,7 +150,7 @@ func TestRunPodSandboxCancelsQueuedTeardown(t *testing.T) {
 }
 
 func TestAsyncEarlyAttachIsCheckedAtCreateContainer(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha"}, asyncMode)
+	env := newEarlyEnv(t, []string{"alpha"}, asyncMode)
 	ctx := context.Background()
 	env.plugin.SandboxCreated(env.pod("sb1", nil))
 	pod := env.pod("sb1", nil)
@@ -155,7 +169,7 @@ func TestAsyncEarlyAttachIsCheckedAtCreateContainer(t *testing.T) {
 }
 
 func TestFailedEarlyAttachFailsRunPodSandbox(t *testing.T) {
-	env := newTestEnv(t, []string{"alpha"}, nil)
+	env := newEarlyEnv(t, []string{"alpha"}, nil)
 	env.runner.failAdd["alpha"] = errPlugin
 	env.plugin.SandboxCreated(env.pod("sb1", nil))
 	env.wait()
@@ -176,5 +190,80 @@ func TestFailedEarlyAttachFailsRunPodSandbox(t *testing.T) {
 	delete(env.runner.failAdd, "alpha")
 	if err := env.plugin.RunPodSandbox(context.Background(), env.pod("sb1", nil)); err != nil {
 		t.Fatalf("second RunPodSandbox: %v", err)
+	}
+}
+
+func TestEarlyAttachWaitsForVerifiedContainerd(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	ctx := context.Background()
+	env.plugin.Subscribed()
+
+	// Until a pod it reported reaches RunPodSandbox, the watched
+	// containerd may be another runtime: nothing attaches early.
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	env.wait()
+	if calls := env.runner.ops(); len(calls) != 0 {
+		t.Fatalf("calls before the containerd was verified = %v, want none", calls)
+	}
+	if err := env.plugin.RunPodSandbox(ctx, env.pod("sb1", nil)); err != nil {
+		t.Fatal(err)
+	}
+
+	env.plugin.SandboxCreated(env.pod("sb2", nil))
+	env.wait()
+	want := []string{"ADD alpha net1", "ADD alpha net1"}
+	if got := env.runner.ops(); !slices.Equal(got, want) {
+		t.Fatalf("calls after the containerd was verified = %v, want the hook's ADD and an early one", got)
+	}
+	if !env.plugin.sandboxes.isEarly("sb2") {
+		t.Error("second pod is not marked early")
+	}
+
+	// A new subscription may be another containerd, which must verify again.
+	env.plugin.Subscribed()
+	env.plugin.SandboxCreated(env.pod("sb3", nil))
+	env.wait()
+	if got := env.runner.ops(); len(got) != 2 {
+		t.Errorf("calls after a new subscription = %v, want no early ADD for sb3", got)
+	}
+}
+
+func TestEarlyGateReportsOtherContainerd(t *testing.T) {
+	var gate earlyGate
+	gate.reset()
+	gate.created("foreign")
+	for i := 1; i <= unseenLimit+1; i++ {
+		verified, mismatch := gate.ran(fmt.Sprintf("nri-%d", i))
+		if verified {
+			t.Fatalf("pod %d verified a containerd that never reported it", i)
+		}
+		if mismatch != (i == unseenLimit) {
+			t.Errorf("pod %d: mismatch = %v, want true only at pod %d", i, mismatch, unseenLimit)
+		}
+	}
+	if gate.created("foreign-2") {
+		t.Error("a containerd that reported none of NRI's pods may attach early")
+	}
+	gate.deleted("foreign")
+	gate.deleted("foreign-2")
+	if len(gate.seen) != 0 {
+		t.Errorf("seen = %v after the deletes, want empty", gate.seen)
+	}
+}
+
+func TestAsyncEarlySelectionErrorFailsRunPodSandbox(t *testing.T) {
+	env := newEarlyEnv(t, []string{"alpha"}, asyncMode)
+	pod := env.pod("sb1", map[string]string{config.NetworksAnnotation: "nosuch"})
+	env.plugin.SandboxCreated(pod)
+	err := env.plugin.RunPodSandbox(context.Background(), pod)
+	if err == nil || !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Fatalf("RunPodSandbox error = %v, want the unknown network nosuch", err)
+	}
+	env.wait()
+	if calls := env.runner.ops(); len(calls) != 0 {
+		t.Errorf("CNI calls = %v, want none", calls)
+	}
+	if env.plugin.sandboxes.isEarly("sb1") {
+		t.Error("failed sandbox is still marked early")
 	}
 }

@@ -69,6 +69,8 @@ type Plugin struct {
 
 	sandboxes *sandboxTable
 	repairs   *repairQueue
+	// gate turns the early attach on once containerd proves to be NRI's.
+	gate earlyGate
 
 	// gcMu is held for reading by attaches and for writing by garbage
 	// collection, which must not see a lease without its record.
@@ -248,6 +250,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	start := time.Now()
 	// A pod that runs is not gone, whatever an earlier Synchronize saw.
 	p.repairs.forget(pod.GetId())
+	p.checkRuntime(pod)
 	attach := p.attachPod
 	if p.Config().AttachMode == config.AttachAsync {
 		attach = p.startAttach
@@ -255,6 +258,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if err := attach(ctx, pod, log); err != nil {
 		log.Error("failed to attach pod networks", zap.Error(err), took(start))
 		p.sandboxes.takeFailure(pod.GetId())
+		p.sandboxes.takeEarly(pod.GetId())
 		return err
 	}
 	return nil
@@ -284,6 +288,7 @@ func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) erro
 	}
 	p.repairs.forget(pod.GetId())
 	p.sandboxes.takeFailure(pod.GetId())
+	p.sandboxes.takeEarly(pod.GetId())
 	return nil
 }
 

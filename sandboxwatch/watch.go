@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"time"
 
 	eventsapi "github.com/containerd/containerd/api/events"
@@ -41,11 +42,17 @@ const (
 	stablePeriod = 30 * time.Second
 	// requestTimeout bounds one lookup of a container.
 	requestTimeout = 5 * time.Second
+	// warnEvery is how many failed connects in a row log one warning: about
+	// one every 5 minutes at maxBackoff.
+	warnEvery = 60
 )
 
 // Handler receives the pod sandboxes that the CRI creates and deletes.
 // Calls come one at a time and must not block.
 type Handler interface {
+	// Subscribed is called each time the events start, or start again
+	// after containerd restarted, maybe as another containerd.
+	Subscribed()
 	// SandboxCreated is called with the pod of a new pause container.
 	SandboxCreated(pod *api.PodSandbox)
 	// SandboxDeleted is called with the ID of a deleted container, which
@@ -80,10 +87,10 @@ func (w *Watcher) Run(ctx context.Context) {
 		if time.Since(started) >= stablePeriod {
 			backoff, failures = minBackoff, 1
 		}
-		// Every failure of a streak is logged, and the first at warning
-		// level: a missing socket is a config error worth seeing once.
+		// The first failure of a streak is a warning, and so is every
+		// warnEvery-th after it, so that a wrong path stays visible.
 		log := w.log.Debug
-		if failures == 1 {
+		if failures%warnEvery == 1 {
 			log = w.log.Warn
 		}
 		delay := backoff/2 + rand.N(backoff/2+1)
@@ -101,6 +108,10 @@ func (w *Watcher) Run(ctx context.Context) {
 
 // watch follows the events over one connection until it fails.
 func (w *Watcher) watch(ctx context.Context) error {
+	if info, err := os.Stat(w.socket); err == nil && info.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("%s is not a socket (mode %s): set containerdSocket to containerd's grpc.address, "+
+			"or to \"\" to turn the early attach off", w.socket, info.Mode())
+	}
 	conn, err := grpc.NewClient("passthrough:///"+w.socket,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
@@ -114,8 +125,8 @@ func (w *Watcher) watch(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "containerd-namespace", Namespace))
 	defer cancel()
-	// A subscription answers nothing until the first event, so the version
-	// tells a socket that answers from one that does not.
+	// A subscription returns nothing until the first event, so a version
+	// request first checks that containerd responds on the socket.
 	vctx, vcancel := context.WithTimeout(ctx, requestTimeout)
 	version, err := versionapi.NewVersionClient(conn).Version(vctx, &emptypb.Empty{})
 	vcancel()
@@ -133,6 +144,7 @@ func (w *Watcher) watch(ctx context.Context) error {
 	}
 	w.log.Info("following containerd's sandboxes", zap.String("socket", w.socket),
 		zap.String("containerdVersion", version.GetVersion()))
+	w.handler.Subscribed()
 
 	client := containers.NewContainersClient(conn)
 	for {

@@ -134,6 +134,7 @@ type recordingHandler struct {
 	deleted chan string
 }
 
+func (h *recordingHandler) Subscribed()                        {}
 func (h *recordingHandler) SandboxCreated(pod *api.PodSandbox) { h.created <- pod }
 func (h *recordingHandler) SandboxDeleted(id string)           { h.deleted <- id }
 

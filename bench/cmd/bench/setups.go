@@ -21,11 +21,11 @@ const (
 	// keyControl is a second baseline, started last: the difference to the
 	// first is what the order of the environments alone costs.
 	keyControl = "baseline-last"
-	keyBuiltin  = "builtin"
-	keySync     = "nri-cni-sync"
-	keyAsync    = "nri-cni-async"
-	keyHook     = "nri-cni-hook"
-	keyNoNet    = "nri-cni-none"
+	keyBuiltin = "builtin"
+	keySync    = "nri-cni-sync"
+	keyAsync   = "nri-cni-async"
+	keyHook    = "nri-cni-hook"
+	keyNoNet   = "nri-cni-none"
 )
 
 // setup is one way of giving pods their networks, on a private containerd.
