@@ -170,10 +170,24 @@ func (env *Env) writeContainerdConfig() (string, error) {
 // /var/lib in that namespace. The environment folder is a shared mount, so
 // the network namespaces that containerd pins below it still appear in the
 // host's mount namespace, where nri-cni and the tests open them.
+//
+// The folders of the environments started before this one are shared mounts
+// too, and the new namespace copies them. As copies in the same peer group
+// they would receive every mount of those environments' pods, so a
+// containerd started later had ever larger mount tables and every mount on
+// the host cost more: its pods started and stopped slower than those of
+// earlier environments, and more so with many pods running. The launcher
+// makes those copies private, which only takes them out of the group.
 const containerdLauncher = `set -e
 mount --make-private /
-mount --bind "$1" /var/lib
-shift
+own=$1
+awk '$5 ~ /^\/tmp\/nce[0-9]+-[0-9]+$/ { print $5 }' /proc/self/mountinfo | while read -r dir; do
+	if [ "$dir" != "$own" ]; then
+		mount --make-rprivate "$dir"
+	fi
+done
+mount --bind "$2" /var/lib
+shift 2
 exec "$@"`
 
 // startContainerd starts containerd and waits until its CRI reports ready.
@@ -191,7 +205,7 @@ func (env *Env) startContainerd() error {
 	}
 	process, err := startProcess("containerd", filepath.Join(env.Dir, "logs", "containerd.log"), processEnv,
 		"unshare", "--mount", "--propagation", "unchanged", "--",
-		"/bin/sh", "-c", containerdLauncher, "containerd-launcher",
+		"/bin/sh", "-c", containerdLauncher, "containerd-launcher", env.Dir,
 		filepath.Join(env.Dir, "var-lib"),
 		filepath.Join(env.Paths.ToolsBin, "containerd"), "--config", configPath)
 	if err != nil {

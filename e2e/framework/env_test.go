@@ -2,6 +2,7 @@ package framework
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"strings"
@@ -180,5 +181,62 @@ func TestCleanupAfterContainerdCrash(t *testing.T) {
 		if _, err := os.Stat(hierarchy + cgroupParent); !os.IsNotExist(err) {
 			t.Errorf("cgroup %s%s still exists after cleanup", hierarchy, cgroupParent)
 		}
+	}
+}
+
+// mountPropagation returns the optional fields, such as "shared:12", of the
+// mount at mountPoint in the mount namespace of process pid, and whether
+// the mount is there.
+func mountPropagation(t *testing.T, pid int, mountPoint string) (string, bool) {
+	t.Helper()
+	content, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(content), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 7 || fields[4] != mountPoint {
+			continue
+		}
+		var optional []string
+		for _, field := range fields[6:] {
+			if field == "-" {
+				break
+			}
+			optional = append(optional, field)
+		}
+		return strings.Join(optional, " "), true
+	}
+	return "", false
+}
+
+func TestEnvironmentsShareNoPodMounts(t *testing.T) {
+	first := New(t)
+	second := New(t)
+	pid := second.containerd.PID()
+
+	// A containerd started later keeps the copy of an earlier environment's
+	// folder out of that folder's peer group, so it receives none of the
+	// mounts of the earlier environment's pods.
+	if fields, ok := mountPropagation(t, pid, first.Dir); ok && strings.Contains(fields, "shared:") {
+		t.Errorf("containerd of the second environment has %s as a shared mount (%s), want it private",
+			first.Dir, fields)
+	}
+	if fields, ok := mountPropagation(t, pid, second.Dir); !ok || !strings.Contains(fields, "shared:") {
+		t.Errorf("containerd of the second environment has its own folder %s with %q (found %v), "+
+			"want a shared mount that sends netns pins to the host", second.Dir, fields, ok)
+	}
+
+	pod := first.MustRunPod(PodConfig{})
+	status, err := first.InspectPod(pod.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mountPropagation(t, pid, status.NetnsPath); ok {
+		t.Errorf("netns pin %s of the first environment's pod reached the second containerd's namespace",
+			status.NetnsPath)
+	}
+	if _, ok := mountPropagation(t, os.Getpid(), status.NetnsPath); !ok {
+		t.Errorf("netns pin %s is not in the host's mount namespace", status.NetnsPath)
 	}
 }
