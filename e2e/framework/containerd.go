@@ -172,12 +172,12 @@ func (env *Env) writeContainerdConfig() (string, error) {
 // host's mount namespace, where nri-cni and the tests open them.
 //
 // The folders of the environments started before this one are shared mounts
-// too, and the new namespace copies them. As copies in the same peer group
-// they would receive every mount of those environments' pods, so a
-// containerd started later had ever larger mount tables and every mount on
-// the host cost more: its pods started and stopped slower than those of
-// earlier environments, and more so with many pods running. The launcher
-// makes those copies private, which only takes them out of the group.
+// too, and the new namespace copies them. As members of their peer groups,
+// the copies would receive every mount of those environments' pods. A
+// containerd started later then had ever larger mount tables, and its pods
+// started and stopped slower than those of earlier environments, more so
+// with many pods running. The launcher makes those copies private, which
+// only takes them out of the groups.
 const containerdLauncher = `set -e
 mount --make-private /
 own=$1
