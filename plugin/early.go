@@ -23,11 +23,13 @@ func (p *Plugin) SandboxCreated(pod *api.PodSandbox) {
 	if !p.isReady() {
 		return
 	}
-	if _, ok := podNetNSPath(pod); !ok {
+	// A host network pod counts for the gate too: its RunPodSandbox shows
+	// that the watched containerd is NRI's just as well.
+	id := pod.GetId()
+	if !p.gate.created(id) {
 		return
 	}
-	id := pod.GetId()
-	if !p.gate.created(id) || !p.sandboxes.markEarly(id) {
+	if _, ok := podNetNSPath(pod); !ok || !p.sandboxes.markEarly(id) {
 		return
 	}
 	log := podLogger(p.log, pod).With(zap.Bool("early", true))

@@ -267,3 +267,18 @@ func TestAsyncEarlySelectionErrorFailsRunPodSandbox(t *testing.T) {
 		t.Error("failed sandbox is still marked early")
 	}
 }
+
+func TestHostNetworkPodVerifiesContainerd(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	ctx := context.Background()
+	env.plugin.Subscribed()
+	env.plugin.SandboxCreated(hostPod("h1"))
+	if err := env.plugin.RunPodSandbox(ctx, hostPod("h1")); err != nil {
+		t.Fatal(err)
+	}
+	env.plugin.SandboxCreated(env.pod("sb1", nil))
+	env.wait()
+	if got := env.runner.ops(); !slices.Equal(got, []string{"ADD alpha net1"}) {
+		t.Errorf("calls = %v, want an early ADD after a host network pod verified the containerd", got)
+	}
+}
