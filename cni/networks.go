@@ -78,7 +78,7 @@ func LoadNetworks(confDir string, binDirs []string) (*Networks, error) {
 	for _, path := range files {
 		name, list, err := loadFile(path)
 		if err == nil {
-			err = checkBinaries(list, binDirs)
+			err = CheckBinaries(list, binDirs)
 		}
 		n.add(path, name, list, err)
 	}
@@ -178,10 +178,10 @@ func loadFile(path string) (string, *libcni.NetworkConfigList, error) {
 	return name, list, nil
 }
 
-// checkBinaries checks that the binary of every plugin of a list, and of
+// CheckBinaries checks that the binary of every plugin of a list, and of
 // every IPAM plugin they delegate to, is in binDirs. A missing IPAM binary
 // would fail every ADD and also the DEL of the rollback.
-func checkBinaries(list *libcni.NetworkConfigList, binDirs []string) error {
+func CheckBinaries(list *libcni.NetworkConfigList, binDirs []string) error {
 	for _, p := range list.Plugins {
 		for _, binary := range []string{p.Network.Type, p.Network.IPAM.Type} {
 			if binary == "" {

@@ -143,6 +143,13 @@ func (p *Plugin) prepareAttach(ctx context.Context, pod *api.PodSandbox, early b
 		log.Debug("pod selects no network")
 		return nil, nil
 	}
+	// A binary removed since the networks were loaded would fail the ADD
+	// and the DEL of its rollback, which leaves a record behind.
+	for _, t := range targets {
+		if err := cni.CheckBinaries(t.network.List, cfg.CNIBinDirs); err != nil {
+			return nil, podErrorf(pod, "failed to attach network %q as %s: %w", t.network.Name, t.ifName, err)
+		}
+	}
 	return &attachPlan{pod: pod, netns: netns, targets: targets, cfg: cfg, runner: runner, store: store}, nil
 }
 

@@ -282,3 +282,28 @@ func TestHostNetworkPodVerifiesContainerd(t *testing.T) {
 		t.Errorf("calls = %v, want an early ADD after a host network pod verified the containerd", got)
 	}
 }
+
+func TestStopCancelsPendingEarlyAttach(t *testing.T) {
+	env := newEarlyEnv(t, []string{"alpha"}, asyncMode)
+	ctx := context.Background()
+	pod := env.pod("sb1", nil)
+	// The mark that SandboxCreated sets before its attach takes the lock,
+	// as when that goroutine has not run yet. The attach runs only while
+	// the mark is set.
+	if !env.plugin.sandboxes.markEarly("sb1") {
+		t.Fatal("failed to mark the sandbox early")
+	}
+	if err := env.plugin.RunPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.plugin.StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	env.wait()
+	if env.plugin.sandboxes.isEarly("sb1") {
+		t.Error("stopped sandbox is still marked early, so its pending early attach would run")
+	}
+	if calls := env.runner.ops(); len(calls) != 0 {
+		t.Errorf("CNI calls after the stop = %v, want none", calls)
+	}
+}

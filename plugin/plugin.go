@@ -267,7 +267,9 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 // StopPodSandbox opens the pod's netns while it still exists and detaches
 // the pod's networks in the background.
 func (p *Plugin) StopPodSandbox(_ context.Context, pod *api.PodSandbox) error {
-	if p.sandboxes.busy(pod.GetId()) {
+	// An early attach that has not started yet must not start now.
+	early := p.sandboxes.takeEarly(pod.GetId())
+	if early || p.sandboxes.busy(pod.GetId()) {
 		p.stopPod(pod, podLogger(p.log, pod))
 	}
 	return nil

@@ -442,3 +442,20 @@ func TestAnnotationErrorNamesAnnotation(t *testing.T) {
 		}
 	}
 }
+
+func TestBinaryRemovedAfterLoadFailsBeforeADD(t *testing.T) {
+	env := newTestEnv(t, []string{"alpha"}, nil)
+	if err := os.Remove(filepath.Join(env.cfg.CNIBinDirs[0], "bridge")); err != nil {
+		t.Fatal(err)
+	}
+	err := env.plugin.RunPodSandbox(context.Background(), env.pod("sb1", nil))
+	if err == nil || !strings.Contains(err.Error(), `"bridge"`) || !strings.Contains(err.Error(), "cniBinDirs") {
+		t.Fatalf("RunPodSandbox error = %v, want one naming the missing binary bridge and cniBinDirs", err)
+	}
+	if calls := env.runner.ops(); len(calls) != 0 {
+		t.Errorf("CNI calls = %v, want none", calls)
+	}
+	if env.store.len() != 0 {
+		t.Errorf("state records = %d, want 0", env.store.len())
+	}
+}
