@@ -83,13 +83,21 @@ func TestEarlyAttachBeforeRunPodSandbox(t *testing.T) {
 	}
 }
 
-func TestEarlyAttachOfFailedSandboxIsDetached(t *testing.T) {
-	t.Parallel()
+// startFollowing starts an environment with the blue network and nri-cni,
+// and waits until nri-cni follows containerd's sandboxes.
+func startFollowing(t *testing.T) (*framework.Env, framework.Network, *framework.Process) {
+	t.Helper()
 	env := framework.New(t)
 	network := blueNetwork(env)
 	env.WriteNetwork(network)
 	nriCNI := env.StartNRICNI(env.NRICNIConfig())
 	waitForEntry(t, nriCNI, "following containerd's sandboxes", nil, 10*time.Second)
+	return env, network, nriCNI
+}
+
+func TestEarlyAttachOfFailedSandboxIsDetached(t *testing.T) {
+	t.Parallel()
+	env, network, nriCNI := startFollowing(t)
 	verifyContainerd(t, env, nriCNI)
 
 	// runc fails to write a sysctl that does not exist while it creates the
@@ -166,11 +174,7 @@ func TestAttachInRunPodSandboxWithoutContainerd(t *testing.T) {
 
 func TestEarlyAttachAfterContainerdRestart(t *testing.T) {
 	t.Parallel()
-	env := framework.New(t)
-	network := blueNetwork(env)
-	env.WriteNetwork(network)
-	nriCNI := env.StartNRICNI(env.NRICNIConfig())
-	waitForEntry(t, nriCNI, "following containerd's sandboxes", nil, 10*time.Second)
+	env, network, nriCNI := startFollowing(t)
 
 	env.StopContainerd()
 	env.StartContainerd()
