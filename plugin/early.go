@@ -75,7 +75,10 @@ func (p *Plugin) SandboxDeleted(id string) {
 	if sb == nil && !early {
 		return
 	}
-	if p.repairs.addGone(id) && sb != nil {
+	// The netns check may have queued the pod already, after the CRI
+	// removed its netns at the stop. The delete is logged either way.
+	p.repairs.addGone(id)
+	if sb != nil {
 		p.log.Info("pause container of recorded pod is deleted; detaching", zap.String("sandboxID", id),
 			zap.String("pod", sb.Namespace+"/"+sb.Name), zap.Bool("early", early))
 	}
