@@ -31,15 +31,15 @@ func TestContainerdRestartReconnects(t *testing.T) {
 		name string
 		// events is whether nri-cni follows containerd's container events.
 		events bool
-		// gone is what nri-cni logs when it finds the old pod gone.
-		gone string
+		// goneMessage is what nri-cni logs when it finds the old pod gone.
+		goneMessage string
 	}{
-		{name: "events", events: true, gone: "pause container of recorded pod is deleted; detaching"},
-		{name: "netns-check", gone: "network namespace of recorded pod is gone; detaching"},
+		{name: "events", events: true, goneMessage: "pause container of recorded pod is deleted; detaching"},
+		{name: "netns-check", goneMessage: "network namespace of recorded pod is gone; detaching"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			testContainerdRestart(t, tc.events, tc.gone)
+			testContainerdRestart(t, tc.events, tc.goneMessage)
 		})
 	}
 }
@@ -96,9 +96,9 @@ func testContainerdRestart(t *testing.T, events bool, goneMessage string) {
 		t.Errorf("new pod net1 address = %v, want one in %s; addresses %v", got["net1"], network.Subnet, got)
 	}
 
-	// containerd delivers no NRI event for the old pod now: nri-cni sees
-	// the delete of its pause container, or that its netns is gone, and
-	// detaches it.
+	// containerd delivers no NRI event for the old pod now. nri-cni detaches
+	// it when it receives the delete event of its pause container, or when
+	// it finds its netns gone.
 	oldAddress := recordedAddress(t, env, old.ID, "net1")
 	removePod(t, env, old.ID)
 	removed := time.Now()

@@ -99,7 +99,7 @@ func (p *Plugin) startAttach(ctx context.Context, pod *api.PodSandbox, log *zap.
 
 // prepareAttach returns the plan of a pod's attach, or nil when the pod is
 // attached already or selects no network. An attach made early, before the
-// pod's RunPodSandbox, stands when it matches the pod and is deleted when it
+// pod's RunPodSandbox, is kept when it matches the pod and is deleted when it
 // does not. The caller holds the sandbox's lock.
 func (p *Plugin) prepareAttach(ctx context.Context, pod *api.PodSandbox, early bool,
 	log *zap.Logger) (*attachPlan, error) {

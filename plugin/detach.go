@@ -100,12 +100,12 @@ func (p *Plugin) stopPod(pod *api.PodSandbox, log *zap.Logger) {
 	if sb := p.sandboxes.get(id); sb != nil && sb.NetNS != "" {
 		path = sb.NetNS
 	}
-	held, err := p.holdNetNS(path, p.host)
+	netns, err := p.holdNetNS(path, p.host)
 	if err != nil {
 		log.Warn("failed to hold network namespace; detaching without it", zap.Error(err))
 	}
-	if held != nil && !p.sandboxes.hold(id, held) {
-		held.close()
+	if netns != nil && !p.sandboxes.hold(id, netns) {
+		netns.close()
 	}
 
 	p.background.Add(1)

@@ -116,9 +116,9 @@ func TestHoldNetNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"", plain, plain + ".missing"} {
-		held, err := holdNetNS(path, host)
-		if held != nil || err != nil {
-			t.Errorf("holdNetNS(%q) = %+v, %v, want nothing held for a path that is no netns", path, held, err)
+		netns, err := holdNetNS(path, host)
+		if netns != nil || err != nil {
+			t.Errorf("holdNetNS(%q) = %+v, %v, want nothing held for a path that is no netns", path, netns, err)
 		}
 	}
 	if _, err := holdNetNS("/proc/self/ns/net", host); !errors.Is(err, ErrHostNetNS) {

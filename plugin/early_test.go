@@ -134,7 +134,7 @@ func TestRunPodSandboxCancelsQueuedTeardown(t *testing.T) {
 	ctx := context.Background()
 	env.plugin.SandboxCreated(env.pod("sb1", nil))
 	env.wait()
-	// As after a restart, which forgets the early mark: Synchronize queues
+	// As after a restart, which loses the early mark: Synchronize queues
 	// the pod, and its RunPodSandbox comes before the repair runs.
 	env.plugin.sandboxes.takeEarly("sb1")
 	if _, err := env.plugin.Synchronize(ctx, nil, nil); err != nil {

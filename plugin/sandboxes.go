@@ -16,9 +16,9 @@ type sandboxTable struct {
 	// failures holds the error of each failed background attach until the
 	// pod's next CreateContainer reports it.
 	failures map[string]error
-	// held holds the network namespace of each stopped sandbox until its
-	// DEL is done.
-	held map[string]*heldNetNS
+	// openNetNS contains the open network namespace of each stopped sandbox
+	// until its DEL is done.
+	openNetNS map[string]*heldNetNS
 	// early holds the sandboxes attached, or being attached, before their
 	// RunPodSandbox, which checks the attach against the pod that NRI passes.
 	early map[string]bool
@@ -34,9 +34,9 @@ func newSandboxTable() *sandboxTable {
 		records: make(map[string]*state.Sandbox),
 		locks:   make(map[string]*sandboxLock),
 
-		failures: make(map[string]error),
-		held:     make(map[string]*heldNetNS),
-		early:    make(map[string]bool),
+		failures:  make(map[string]error),
+		openNetNS: make(map[string]*heldNetNS),
+		early:     make(map[string]bool),
 	}
 }
 
@@ -86,10 +86,10 @@ func (t *sandboxTable) busy(id string) bool {
 func (t *sandboxTable) hold(id string, ns *heldNetNS) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.held[id] != nil {
+	if t.openNetNS[id] != nil {
 		return false
 	}
-	t.held[id] = ns
+	t.openNetNS[id] = ns
 	return true
 }
 
@@ -97,7 +97,7 @@ func (t *sandboxTable) hold(id string, ns *heldNetNS) bool {
 func (t *sandboxTable) heldPath(id string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ns := t.held[id]; ns != nil {
+	if ns := t.openNetNS[id]; ns != nil {
 		return ns.path
 	}
 	return ""
@@ -107,8 +107,8 @@ func (t *sandboxTable) heldPath(id string) string {
 // frees the namespace once nothing else holds it.
 func (t *sandboxTable) release(id string) {
 	t.mu.Lock()
-	ns := t.held[id]
-	delete(t.held, id)
+	ns := t.openNetNS[id]
+	delete(t.openNetNS, id)
 	t.mu.Unlock()
 	if ns != nil {
 		ns.close()

@@ -28,8 +28,8 @@ const (
 // its connection ended.
 const exitGrace = time.Second
 
-// drainTimeout bounds how long a plugin that is told to stop waits for the
-// detaches of stopped pods that are still running.
+// drainTimeout bounds how long a plugin that receives SIGTERM or SIGINT
+// waits for the detaches of stopped pods that are still running.
 const drainTimeout = 10 * time.Second
 
 // serve connects the plugin to NRI and reconnects whenever the connection

@@ -32,8 +32,9 @@ type Call struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns"`
-	// NetnsInode is the inode of the namespace that Netns names, which
-	// tells namespaces apart whatever path names them; 0 when none does.
+	// NetnsInode is the inode of the namespace that Netns names, which is
+	// the same whatever path names the namespace. It is 0 when Netns names
+	// no file.
 	NetnsInode uint64 `json:"netnsInode"`
 	Network    string `json:"network"`
 }
